@@ -1,0 +1,92 @@
+"""ktest: build the patched kernel, boot it in QEMU and run tests in it.
+
+Run as `python3 tools/testing/ktest COMMAND`; `make help` lists the make
+targets that wrap it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import StepFailed, fail, stage  # noqa: E402
+import kbuild  # noqa: E402
+import suite  # noqa: E402
+import vm  # noqa: E402
+
+
+def _flavour_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--flavour", choices=sorted(kbuild.FLAVOURS),
+                   default=default,
+                   help="plain: the benchmark kernel; debug: adds KASAN, "
+                        "lockdep, DEBUG_VM and DEBUG_ATOMIC_SLEEP "
+                        f"(default: {default})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ktest",
+        description="Build the touched_sweep kernel and test it in QEMU.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("kernel", help="build the patched guest kernel")
+    _flavour_arg(p, "plain")
+    p.add_argument("--selftests", action="store_true",
+                   help="also build the kselftests")
+
+    p = sub.add_parser(
+        "run", help="boot the kernel and run one command in the guest",
+        description="Boot the kernel (building it if needed) and run COMMAND "
+                    "as root in the guest, from the repository directory. "
+                    "The guest's / is the host's, read-only; /tmp is a "
+                    "tmpfs; $KTEST_OUT is a writable directory that comes "
+                    "back to the host.  The exit status is the command's, or "
+                    "1 if the kernel reported a problem on the console.")
+    _flavour_arg(p, "debug")
+    vm.add_run_arguments(p)
+    p.add_argument("cmd", nargs=argparse.REMAINDER,
+                   help="command to run after --")
+
+    p = sub.add_parser("test", help="the whole suite: host tests, then one "
+                                    "guest boot with the selftests and the "
+                                    "guest Python tests")
+    _flavour_arg(p, "debug")
+    vm.add_run_arguments(p)
+
+    p = sub.add_parser("probe-kvm", help="say whether KVM really works here")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "kernel":
+            kbuild.build_kernel(args.flavour)
+            if args.selftests:
+                kbuild.build_selftests(args.flavour)
+            return 0
+        if args.command == "run":
+            cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+            if not cmd:
+                parser.error("run: give a command after --")
+            image = kbuild.build_kernel(args.flavour)
+            result = vm.run(image, cmd, vm.options_from_args(args),
+                            stream=True)
+            vm.report(result)
+            return result.exit_code
+        if args.command == "test":
+            return suite.run_suite(args)
+        if args.command == "probe-kvm":
+            ok, why = vm.kvm_usable(force=True)
+            print(("KVM usable: " if ok else "KVM not usable: ") + why)
+            return 0
+    except StepFailed as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        stage("interrupted")
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

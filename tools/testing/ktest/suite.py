@@ -1,0 +1,160 @@
+"""The whole test suite: host tests, then one guest boot, then a summary."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import kbuild
+import vm
+from common import BUILD, REPO, stage
+
+RESULTS = BUILD / "results"
+GUEST_SUITE = REPO / "tools" / "testing" / "ktest" / "guest-suite"
+# The selftest checks for ENOSYS to skip on kernels without the call, which
+# is what this checkpatch type warns about.
+CHECKPATCH_IGNORE = "ENOSYS"
+
+
+@dataclass
+class Counts:
+    name: str
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.note
+
+
+def junit_counts(name: str, path: Path) -> Counts:
+    """Pass, fail and skip counts from a pytest JUnit XML file."""
+    if not path.exists():
+        return Counts(name, note=f"no results ({path.name} missing)")
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    c = Counts(name)
+    for s in suites:
+        total = int(s.get("tests", 0))
+        failed = int(s.get("failures", 0)) + int(s.get("errors", 0))
+        skipped = int(s.get("skipped", 0))
+        c.failed += failed
+        c.skipped += skipped
+        c.passed += total - failed - skipped
+    if c.passed + c.failed + c.skipped == 0:
+        c.note = "no tests ran"
+    return c
+
+
+def tap_counts(name: str, path: Path) -> Counts:
+    """Counts from a kselftest TAP log; a skip in the guest is a failure.
+
+    The guest kernel is the patched one, so a selftest that skips (say on
+    ENOSYS) means the feature is missing where it must be present.
+    """
+    if not path.exists():
+        return Counts(name, note="no TAP output")
+    text = path.read_text(errors="replace")
+    m = re.search(r"# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) "
+                  r"skip:(\d+) error:(\d+)", text)
+    if not m:
+        return Counts(name, note="TAP output has no totals (crashed?)")
+    p, f, xf, xp, s, e = map(int, m.groups())
+    c = Counts(name, passed=p + xf, failed=f + xp + e, skipped=s)
+    if s:
+        c.note = f"{s} skipped in the patched guest"
+    return c
+
+
+def run_host_tests() -> Counts:
+    stage("host tests: pytest tests/host")
+    xml = RESULTS / "host-pytest.xml"
+    subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                     "-q", "-rfEs", "tests/host", f"--junitxml={xml}"],
+                    cwd=REPO)
+    return junit_counts("host pytest", xml)
+
+
+def run_checkpatch() -> Counts:
+    """checkpatch.pl --strict on every patch and every new kernel source."""
+    stage("checkpatch --strict on the series and the new files")
+    checkpatch = kbuild.TREE / "scripts" / "checkpatch.pl"
+    targets = [[p] for p in kbuild.series_patches()]
+    targets += [["-f", rel] for rel in kbuild.overlaid_sources()]
+    c = Counts("checkpatch")
+    log = RESULTS / "checkpatch.log"
+    with open(log, "w") as out:
+        for target in targets:
+            proc = subprocess.run(
+                [str(checkpatch), "--strict", "--no-tree", "--terse",
+                 "--show-types", "--ignore", CHECKPATCH_IGNORE,
+                 *map(str, target)],
+                cwd=kbuild.TREE, capture_output=True, text=True)
+            out.write(proc.stdout + proc.stderr)
+            if proc.returncode == 0:
+                c.passed += 1
+            else:
+                c.failed += 1
+                print(proc.stdout.strip(), flush=True)
+    return c
+
+
+def run_guest_tests(args: argparse.Namespace,
+                    image: Path) -> tuple[list[Counts], vm.RunResult]:
+    selftest = kbuild.build_selftests(args.flavour)
+    opts = vm.options_from_args(args)
+    opts.env["KTEST_SELFTESTS"] = str(selftest.parent)
+    stage(f"guest tests on the {args.flavour} kernel")
+    result = vm.run(image, [str(GUEST_SUITE)], opts, stream=True)
+    vm.report(result)
+    for name in ("kselftest.tap", "guest-pytest.xml"):
+        src = result.out_dir / name
+        if src.exists():
+            (RESULTS / name).write_bytes(src.read_bytes())
+    counts = [tap_counts("guest kselftest", RESULTS / "kselftest.tap"),
+              junit_counts("guest pytest", RESULTS / "guest-pytest.xml")]
+    return counts, result
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for stale in RESULTS.iterdir():
+        stale.unlink()
+    counts = [run_host_tests()]
+    image = kbuild.build_kernel(args.flavour)
+    counts.append(run_checkpatch())
+    guest_counts, result = run_guest_tests(args, image)
+    counts += guest_counts
+
+    console = Counts("guest console")
+    if result.splats:
+        console.failed = len(result.splats)
+        console.note = f"{len(result.splats)} kernel problem(s), see above"
+    elif result.timed_out:
+        console.note = "guest timed out"
+    elif result.command_status is None:
+        console.note = "guest ended before the tests finished"
+
+    print("\n==== summary ====")
+    for c in counts + [console]:
+        line = (f"{c.name:16} {c.passed:4} passed, {c.failed:3} failed, "
+                f"{c.skipped:3} skipped")
+        if c is console:
+            line = f"{c.name:16} " + ("clean" if c.ok else "PROBLEMS")
+        print(line + (f"  ({c.note})" if c.note else ""))
+    passed = sum(c.passed for c in counts)
+    failed = sum(c.failed for c in counts + [console])
+    skipped = sum(c.skipped for c in counts)
+    ok = all(c.ok for c in counts + [console]) and result.exit_code == 0
+    if not ok and failed == 0:
+        failed = 1  # a run that did not finish counts as a failure
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    print(f"results: {RESULTS}; guest console: {result.console_log}")
+    return 0 if ok else 1
