@@ -1,0 +1,85 @@
+# touched_sweep: a tagged write-tracking sweep for Linux 6.12, and pysweep.
+#
+# `make demo` runs the main job and `make test` runs every test; both
+# install what they need and build what is missing.  `make help` lists the
+# other targets.
+
+PYTHON ?= python3
+KTEST := $(PYTHON) tools/testing/ktest
+# Options for ktest's guest runs, e.g. KTEST_ARGS="--timeout 600".
+KTEST_ARGS ?=
+
+PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
+	$(wildcard pysweep/_build_ffi.py)
+PYSWEEP_EXT_STAMP := build/py/.built
+
+.PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \
+	vm-run demo probe-kvm clean distclean
+
+all: help
+
+help:
+	@echo "make test          install, build and run every test (host, then one guest boot)"
+	@echo "make demo          the main job"
+	@echo "make kernel        build the plain guest kernel (build/obj-plain)"
+	@echo "make kernel-debug  build the debug guest kernel (KASAN, lockdep; build/obj-debug)"
+	@echo "make selftests     build the kselftests"
+	@echo "make pysweep       build pysweep's cffi extension in place"
+	@echo "make test-host     run only the host Python tests"
+	@echo "make vm-run CMD='pytest tests/guest -k foo' [FLAVOUR=plain]"
+	@echo "                   boot the guest and run one command in it"
+	@echo "make probe-kvm     say whether KVM works here (TCG is used otherwise)"
+	@echo "make clean         remove test results and the built extension"
+	@echo "make distclean     remove build/ entirely"
+	@echo "Logs: build/logs/.  Full options: $(KTEST) --help"
+
+deps:
+	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps
+
+$(PYSWEEP_EXT_STAMP): $(PYSWEEP_EXT_SOURCES) | deps
+	@mkdir -p build/py
+	@echo "building pysweep's cffi extension (log: build/logs/pysweep.log)"
+	@mkdir -p build/logs
+	@$(PYTHON) setup.py -q build_ext --inplace --build-temp build/py \
+		> build/logs/pysweep.log 2>&1 || \
+		{ tail -20 build/logs/pysweep.log; \
+		  echo "pysweep build failed; full log: build/logs/pysweep.log"; \
+		  exit 1; }
+	@touch $@
+
+pysweep: $(PYSWEEP_EXT_STAMP)
+
+kernel: deps
+	@$(KTEST) kernel --flavour plain
+
+kernel-debug: deps
+	@$(KTEST) kernel --flavour debug
+
+selftests: deps
+	@$(KTEST) kernel --flavour debug --selftests
+
+test-host: pysweep
+	@$(PYTHON) -m pytest -p no:cacheprovider -q tests/host
+
+test: pysweep
+	@$(KTEST) test $(KTEST_ARGS)
+
+FLAVOUR ?= debug
+vm-run: export KTEST_CMD = $(CMD)
+vm-run: pysweep
+	@test -n "$$KTEST_CMD" || { echo "usage: make vm-run CMD='command'"; exit 2; }
+	@$(KTEST) run --flavour $(FLAVOUR) $(KTEST_ARGS) -- sh -c "$$KTEST_CMD"
+
+demo: deps
+	@echo "The demo arrives with the tracking core: for now the kernel"
+	@echo "rejects valid touched_sweep() calls with EOPNOTSUPP."
+	@echo "Run 'make test' to build, boot and test what exists."
+
+probe-kvm: kernel
+	@$(KTEST) probe-kvm
+
+clean:
+	rm -rf build/results build/vm build/py pysweep/_native*.so
+
+distclean:
+	rm -rf build pysweep/_native*.so

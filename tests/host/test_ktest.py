@@ -1,0 +1,98 @@
+"""The test driver's own logic: splat detection and result counting."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]
+                       / "tools" / "testing" / "ktest"))
+
+import kbuild  # noqa: E402
+import suite  # noqa: E402
+import vm  # noqa: E402
+
+CLEAN_BOOT = """\
+[    0.000000] Linux version 6.12.117 (ktest@ktest) #1 SMP PREEMPT_DYNAMIC
+[    0.512345] clocksource: Switched to clocksource tsc-early
+[    1.201000] Run /work/main/tools/testing/ktest/guest-init as init process
+ktest-init: clocksource tsc
+ktest-init: running command
+ktest-init: command exited with status 0
+[   20.000000] reboot: Restarting system
+"""
+
+SPLATS = {
+    "warn": "[   5.1] WARNING: CPU: 1 PID: 77 at mm/touched_sweep.c:140 "
+            "__do_sys_touched_sweep+0x10/0x20",
+    "bug": "[   5.1] BUG: kernel NULL pointer dereference, address: 0008",
+    "kasan": "[   5.1] BUG: KASAN: slab-use-after-free in foo+0x1/0x2",
+    "lockdep": "[   5.1] WARNING: possible circular locking dependency detected",
+    "atomic_sleep": "[   5.1] BUG: sleeping function called from invalid "
+                    "context at mm/gup.c:1",
+    "oops": "[   5.1] Oops: general protection fault, probably for "
+            "non-canonical address",
+    "rcu": "[  30.1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+    "hung": "[ 130.1] INFO: task python3:88 blocked for more than 120 seconds.",
+    "panic": "[   5.1] Kernel panic - not syncing: Fatal exception",
+}
+
+
+def test_clean_console_has_no_splats() -> None:
+    assert vm.find_splats(CLEAN_BOOT) == []
+
+
+@pytest.mark.parametrize("kind", sorted(SPLATS))
+def test_each_kind_of_splat_is_found(kind: str) -> None:
+    console = CLEAN_BOOT + SPLATS[kind] + "\n[   5.2] Call Trace:\n"
+    excerpts = vm.find_splats(console)
+    assert len(excerpts) == 1
+    assert SPLATS[kind] in excerpts[0]
+    assert "Call Trace:" in excerpts[0]
+
+
+def test_one_report_gives_one_excerpt() -> None:
+    report = "\n".join([SPLATS["lockdep"], "[   5.2] 6.12.117 #1 Not tainted",
+                        "[   5.3] WARNING: held lock freed!"])
+    assert len(vm.find_splats(CLEAN_BOOT + report)) == 1
+
+
+def test_tap_totals(tmp_path: Path) -> None:
+    tap = tmp_path / "k.tap"
+    tap.write_text("TAP version 13\n1..3\nok 1 a\nnot ok 2 b\nok 3 c\n"
+                   "# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:0 error:0\n")
+    c = suite.tap_counts("k", tap)
+    assert (c.passed, c.failed, c.skipped, c.ok) == (2, 1, 0, False)
+
+
+def test_tap_skip_in_guest_is_not_ok(tmp_path: Path) -> None:
+    tap = tmp_path / "k.tap"
+    tap.write_text("# Totals: pass:0 fail:0 xfail:0 xpass:0 skip:5 error:0\n")
+    assert not suite.tap_counts("k", tap).ok
+
+
+def test_tap_without_totals_is_not_ok(tmp_path: Path) -> None:
+    tap = tmp_path / "k.tap"
+    tap.write_text("TAP version 13\n1..3\nok 1 a\n")
+    assert not suite.tap_counts("k", tap).ok
+
+
+def test_junit_counts(tmp_path: Path) -> None:
+    xml = tmp_path / "r.xml"
+    xml.write_text('<testsuites><testsuite tests="7" failures="1" errors="1" '
+                   'skipped="2"/></testsuites>')
+    c = suite.junit_counts("r", xml)
+    assert (c.passed, c.failed, c.skipped) == (3, 2, 2)
+    assert not suite.junit_counts("r", tmp_path / "missing.xml").ok
+
+
+def test_series_lists_files_each_patch_touches() -> None:
+    patches = kbuild.series_patches()
+    assert patches, "the patch series is empty"
+    touched = {f for p in patches for f in kbuild._patch_files(p)}
+    assert "arch/x86/entry/syscalls/syscall_64.tbl" in touched
+    assert "include/linux/syscalls.h" in touched
+    # New files are overlaid, never patched in.
+    assert not touched & set(kbuild._overlay_content())
