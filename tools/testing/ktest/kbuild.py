@@ -47,8 +47,11 @@ SELFTESTS_OUT = BUILD / "selftests" / "touched_sweep"
 # Log lines that explain a failed compile or link.
 BUILD_ERRORS = r"error:|Error \d|undefined reference|\*\*\* "
 
-# Fixed build identity keeps init/version.o and ccache hits stable.
+# Fixed build identity keeps init/version.o and ccache hits stable, and
+# relative paths let clones in other directories share the cache.
 BUILD_ENV = {
+    "CCACHE_BASEDIR": str(REPO),
+    "CCACHE_NOHASHDIR": "1",
     "KBUILD_BUILD_TIMESTAMP": "ktest",
     "KBUILD_BUILD_USER": "ktest",
     "KBUILD_BUILD_HOST": "ktest",
