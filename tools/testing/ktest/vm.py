@@ -54,6 +54,7 @@ class RunOptions:
     accel: str = "auto"
     memory: str = "2G"
     cpus: int = 2
+    cmdline: str = ""
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -81,11 +82,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="guest memory (default: %(default)s)")
     p.add_argument("--cpus", type=int, default=RunOptions.cpus,
                    help="guest vCPUs (default: %(default)s)")
+    p.add_argument("--cmdline", default="",
+                   help="extra kernel command-line parameters")
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     return RunOptions(timeout=args.timeout, accel=args.accel,
-                      memory=args.memory, cpus=args.cpus)
+                      memory=args.memory, cpus=args.cpus,
+                      cmdline=args.cmdline)
 
 
 def _qemu() -> str:
@@ -228,10 +232,14 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         # Under TCG the clocksource watchdog, driven by emulated timer
         # interrupts that lag under load, would mark the TSC unstable.
         "tsc=reliable",
+        # ACPI interrupt-link setup stalls the boot for seconds per
+        # virtio device under TCG; PCI interrupt routing works without it.
+        "acpi=noirq",
         "root=/dev/root", "rootfstype=9p", "ro",
         "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose",
         f"init={GUEST_INIT}",
-    ])
+        opts.cmdline,
+    ]).strip()
     argv = _base_argv(image, accel, opts.memory, opts.cpus, append) + [
         "-fsdev", "local,id=root,path=/,readonly=on,security_model=none,"
                   "multidevs=remap",
