@@ -21,7 +21,9 @@ from common import BUILD, REPO, StepFailed, log_path, run_logged, stage
 
 SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 TREE = BUILD / "linux"
-TREE_STAMP = TREE / ".ktest-source"
+# The same source, never patched: the baseline for upstream selftests.
+VANILLA_TREE = BUILD / "linux-vanilla"
+STAMP_NAME = ".ktest-source"
 # Pristine copies of the tree files the repository changed, and a record of
 # what it wrote, so that a file dropped from the series can be restored.
 STATE = BUILD / "tree-state"
@@ -41,7 +43,10 @@ OVERLAYS = [
 FLAVOURS = {
     "plain": ["guest.config"],
     "debug": ["guest.config", "debug.config"],
+    # The debug kernel built from the unpatched tree, without the feature.
+    "vanilla": ["guest.config", "debug.config"],
 }
+FEATURE_OPTION = "CONFIG_TOUCHED_SWEEP"
 SELFTEST_DIR = "tools/testing/selftests/touched_sweep"
 SELFTESTS_OUT = BUILD / "selftests" / "touched_sweep"
 # Log lines that explain a failed compile or link.
@@ -57,6 +62,10 @@ BUILD_ENV = {
     "KBUILD_BUILD_HOST": "ktest",
     "CCACHE_MAXSIZE": os.environ.get("CCACHE_MAXSIZE", "8G"),
 }
+
+
+def tree_for(flavour: str) -> Path:
+    return VANILLA_TREE if flavour == "vanilla" else TREE
 
 
 def obj_dir(flavour: str) -> Path:
@@ -80,25 +89,29 @@ def _tarball_identity() -> str:
     return f"{SOURCE_TARBALL} {st.st_size} {int(st.st_mtime)}\n"
 
 
-def extract() -> None:
+def extract(tree: Path = TREE) -> None:
     """Extract the kernel source once; again only if the tarball changed."""
     if not SOURCE_TARBALL.exists():
         raise StepFailed(f"{SOURCE_TARBALL} is missing "
                          "(apt-get install linux-source-6.12)")
     ident = _tarball_identity()
-    if TREE_STAMP.exists() and TREE_STAMP.read_text() == ident:
+    stamp = tree / STAMP_NAME
+    if stamp.exists() and stamp.read_text() == ident:
         return
-    stage(f"extracting {SOURCE_TARBALL.name}")
-    for stale in [TREE, STATE, *(obj_dir(f) for f in FLAVOURS)]:
-        shutil.rmtree(stale, ignore_errors=True)
+    stage(f"extracting {SOURCE_TARBALL.name} into {tree.relative_to(REPO)}")
+    stale = [tree] + [obj_dir(f) for f in FLAVOURS if tree_for(f) == tree]
+    if tree == TREE:
+        stale.append(STATE)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
     BUILD.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BUILD) as tmp:
         run_logged("extracting the kernel source",
                    ["tar", "-C", tmp, "-xJf", SOURCE_TARBALL],
                    log_path("extract"))
         (top,) = Path(tmp).iterdir()
-        top.rename(TREE)
-    TREE_STAMP.write_text(ident)
+        top.rename(tree)
+    stamp.write_text(ident)
 
 
 def _patch_files(patch: Path) -> list[str]:
@@ -233,8 +246,16 @@ def _repo_paths(text: str) -> str:
 
 
 def _fragments(flavour: str) -> list[Path]:
-    return ([CONFIGS / name for name in FLAVOURS[flavour]]
-            + [TREE / SELFTEST_DIR / "config"])
+    fragments = [CONFIGS / name for name in FLAVOURS[flavour]]
+    if flavour != "vanilla":
+        return fragments + [TREE / SELFTEST_DIR / "config"]
+    # The unpatched tree has no such option: leave it out.
+    merged = obj_dir(flavour) / "ktest-fragment.config"
+    merged.parent.mkdir(parents=True, exist_ok=True)
+    merged.write_text("".join(
+        line for f in fragments for line in f.read_text().splitlines(True)
+        if not line.startswith(FEATURE_OPTION + "=")))
+    return [merged]
 
 
 def _requested_options(fragments: list[Path]) -> dict[str, str]:
@@ -266,10 +287,11 @@ def _check_config(obj: Path, fragments: list[Path]) -> None:
 
 def configure(flavour: str) -> None:
     obj = obj_dir(flavour)
+    tree = tree_for(flavour)
     fragments = _fragments(flavour)
     key = _sha(b"".join(f.read_bytes() for f in fragments)
-               + TREE_STAMP.read_bytes()
-               + (TREE / "mm/Kconfig").read_bytes())
+               + (tree / STAMP_NAME).read_bytes()
+               + (tree / "mm/Kconfig").read_bytes())
     stamp = obj / ".ktest-config"
     if (obj / ".config").exists() and stamp.exists() \
             and stamp.read_text() == key:
@@ -277,11 +299,11 @@ def configure(flavour: str) -> None:
     stage(f"configuring the {flavour} kernel")
     obj.mkdir(parents=True, exist_ok=True)
     log = log_path(f"config-{flavour}")
-    make = ["make", "-C", TREE, f"O={obj}"]
+    make = ["make", "-C", tree, f"O={obj}"]
     run_logged("make tinyconfig", make + ["tinyconfig"], log)
     run_logged("merging config fragments",
-               [TREE / "scripts/kconfig/merge_config.sh", "-m", "-O", obj,
-                obj / ".config", *fragments], log, append=True, cwd=TREE)
+               [tree / "scripts/kconfig/merge_config.sh", "-m", "-O", obj,
+                obj / ".config", *fragments], log, append=True, cwd=tree)
     run_logged("make olddefconfig", make + ["olddefconfig"], log, append=True)
     _check_config(obj, fragments)
     stamp.write_text(key)
@@ -291,8 +313,10 @@ def build_kernel(flavour: str) -> Path:
     """Extract, sync, configure and build; return the bzImage."""
     if flavour not in FLAVOURS:
         raise StepFailed(f"unknown kernel flavour {flavour!r}")
-    extract()
-    sync_tree()
+    tree = tree_for(flavour)
+    extract(tree)
+    if tree == TREE:
+        sync_tree()
     configure(flavour)
     obj = obj_dir(flavour)
     image = bzimage(flavour)
@@ -301,14 +325,14 @@ def build_kernel(flavour: str) -> Path:
     cc = "ccache gcc" if shutil.which("ccache") else "gcc"
     try:
         run_logged(f"kernel build ({flavour})",
-                   ["make", "-C", TREE, f"O={obj}", f"-j{_jobs()}",
+                   ["make", "-C", tree, f"O={obj}", f"-j{_jobs()}",
                     f"CC={cc}", "bzImage"],
                    log_path(f"kernel-{flavour}"), env=BUILD_ENV,
                    excerpt=BUILD_ERRORS)
     except StepFailed as e:
         raise StepFailed(_repo_paths(str(e))) from None
     run_logged("installing uapi headers",
-               ["make", "-C", TREE, f"O={obj}", "headers"],
+               ["make", "-C", tree, f"O={obj}", "headers"],
                log_path(f"headers-{flavour}"))
     after = image.stat().st_mtime
     stage(f"kernel ready: {image.relative_to(REPO)}"
@@ -316,11 +340,16 @@ def build_kernel(flavour: str) -> Path:
     return image
 
 
+def headers_dir(flavour: str) -> Path:
+    """The uapi headers 'make headers' installed for @flavour."""
+    return obj_dir(flavour) / "usr" / "include"
+
+
 def build_selftests(flavour: str) -> Path:
     """Build the touched_sweep kselftests against @flavour's headers."""
     stage("building the selftests")
     SELFTESTS_OUT.mkdir(parents=True, exist_ok=True)
-    headers = obj_dir(flavour) / "usr" / "include"
+    headers = headers_dir(flavour)
     run_logged("selftest build",
                ["make", "-C", TREE / SELFTEST_DIR, f"OUTPUT={SELFTESTS_OUT}",
                 f"KHDR_INCLUDES=-isystem {headers}"],
@@ -329,6 +358,7 @@ def build_selftests(flavour: str) -> Path:
 
 
 def kernel_release(flavour: str) -> str:
-    out = subprocess.run(["make", "-s", "-C", TREE, f"O={obj_dir(flavour)}",
+    out = subprocess.run(["make", "-s", "-C", tree_for(flavour),
+                          f"O={obj_dir(flavour)}",
                           "kernelrelease"], capture_output=True, text=True)
     return out.stdout.strip()
