@@ -14,7 +14,7 @@ PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
 PYSWEEP_EXT_STAMP := build/py/.built
 
 .PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \
-	vm-run demo probe-kvm clean distclean
+	vm-run demo probe-kvm mm-baseline clean distclean
 
 all: help
 
@@ -29,6 +29,8 @@ help:
 	@echo "make vm-run CMD='pytest tests/guest -k foo' [FLAVOUR=plain]"
 	@echo "                   boot the guest and run one command in it"
 	@echo "make probe-kvm     say whether KVM works here (TCG is used otherwise)"
+	@echo "make mm-baseline   re-record the upstream mm selftest results of the"
+	@echo "                   unpatched kernel (tools/testing/ktest/mm-baseline.json)"
 	@echo "make clean         remove test results and the built extension"
 	@echo "make distclean     remove build/ entirely"
 	@echo "Logs: build/logs/.  Full options: $(KTEST) --help"
@@ -77,6 +79,9 @@ demo: deps
 
 probe-kvm: kernel
 	@$(KTEST) probe-kvm
+
+mm-baseline: deps
+	@$(KTEST) mm-baseline $(KTEST_ARGS)
 
 clean:
 	rm -rf build/results build/vm build/py pysweep/_native*.so

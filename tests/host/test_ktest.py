@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]
                        / "tools" / "testing" / "ktest"))
 
 import kbuild  # noqa: E402
+import mmselftests  # noqa: E402
 import suite  # noqa: E402
 import vm  # noqa: E402
 
@@ -96,3 +97,68 @@ def test_series_lists_files_each_patch_touches() -> None:
     assert "include/linux/syscalls.h" in touched
     # New files are overlaid, never patched in.
     assert not touched & set(kbuild._overlay_content())
+
+
+UPSTREAM_TAP = """\
+TAP version 13
+1..4
+ok 1 # XFAIL mremap - Source and Destination Regions Overlapping
+ok 2 Test soft-dirty on anon
+not ok 3 2GB mremap - Source PUD-aligned
+ok 4 # SKIP Hugetlb shmem testing: all pages must be written
+ok 5 Test soft-dirty on anon
+"""
+
+UFFD_OUTPUT = """\
+Testing register-ioctls on anon... done
+Testing sigbus on hugetlb... skipped [reason: memory allocation failed]
+Testing events-wp on anon... ERROR: UFFDIO_COPY error: -2
+"""
+
+
+def test_upstream_cases_are_parsed() -> None:
+    cases = mmselftests.parse_cases(UPSTREAM_TAP + UFFD_OUTPUT)
+    assert cases == {
+        "mremap - Source and Destination Regions Overlapping": "xfail",
+        "Test soft-dirty on anon": "pass",
+        "Test soft-dirty on anon #2": "pass",
+        "2GB mremap - Source PUD-aligned": "fail",
+        "Hugetlb shmem testing: all pages must be written": "skip",
+        "register-ioctls on anon": "pass",
+        "sigbus on hugetlb": "skip",
+        "events-wp on anon": "fail",
+    }
+
+
+def _results(cases: dict[str, str], exit_status: int = 0
+             ) -> dict[str, mmselftests.TestResult]:
+    return {t: mmselftests.TestResult(exit_status, dict(cases))
+            for t in mmselftests.TESTS}
+
+
+def test_upstream_comparison(tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    baseline = tmp_path / "baseline.json"
+    monkeypatch.setattr(mmselftests, "BASELINE", baseline)
+    before = {"a": "pass", "b": "fail", "c": "skip", "d": "xfail"}
+    mmselftests.write_baseline(_results(before), "6.12.117")
+
+    same = mmselftests.compare(_results(before))
+    assert same.regressions == []
+    assert same.known_failures == len(mmselftests.TESTS)
+
+    # A case that passed unpatched and now fails, or is missing, regresses;
+    # one that failed unpatched and now passes does not.
+    worse = mmselftests.compare(_results({"b": "pass", "c": "skip",
+                                          "d": "fail"}))
+    assert len(worse.regressions) == 2 * len(mmselftests.TESTS)
+    crashed = mmselftests.compare(_results(before, exit_status=1))
+    assert len(crashed.regressions) == len(mmselftests.TESTS)
+
+
+def test_flaky_baseline_case_is_not_a_pass() -> None:
+    runs = [_results({"a": "pass", "b": "pass", "took 10 ms": "pass"}),
+            _results({"a": "fail", "b": "pass", "took 12 ms": "pass"})]
+    merged = mmselftests.merge_runs(runs)
+    # A case whose name changes between runs cannot be compared at all.
+    assert merged["cow"].cases == {"a": "fail", "b": "pass"}

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import StepFailed, fail, stage  # noqa: E402
 import kbuild  # noqa: E402
+import mmselftests  # noqa: E402
 import suite  # noqa: E402
 import vm  # noqa: E402
 
@@ -24,6 +25,28 @@ def _flavour_arg(p: argparse.ArgumentParser, default: str) -> None:
                    help="plain: the benchmark kernel; debug: adds KASAN, "
                         "lockdep, DEBUG_VM and DEBUG_ATOMIC_SLEEP "
                         f"(default: {default})")
+
+
+def record_mm_baseline(args: argparse.Namespace) -> int:
+    image = kbuild.build_kernel("vanilla")
+    mm_dir = mmselftests.build(kbuild.VANILLA_TREE,
+                               kbuild.headers_dir("vanilla"))
+    opts = vm.options_from_args(args)
+    opts.env["KTEST_MM_SELFTESTS"] = str(mm_dir)
+    runs = []
+    for n in range(1, args.runs + 1):
+        stage(f"upstream mm selftests on the unpatched kernel, run {n}")
+        result = vm.run(image, [str(mmselftests.GUEST_SCRIPT)], opts,
+                        stream=True)
+        vm.report(result)
+        if result.exit_code != 0:
+            return result.exit_code
+        runs.append(mmselftests.collect(result.out_dir / "mm"))
+    merged = mmselftests.merge_runs(runs)
+    mmselftests.write_baseline(merged, kbuild.kernel_release("vanilla"))
+    total = sum(len(r.cases) for r in merged.values())
+    stage(f"baseline: {total} cases in {mmselftests.BASELINE}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     _flavour_arg(p, "debug")
     vm.add_run_arguments(p)
 
+    p = sub.add_parser(
+        "mm-baseline",
+        help="record the upstream mm selftest results of the unpatched "
+             "debug kernel, which 'ktest test' compares against",
+        description="Build the unpatched ('vanilla') debug kernel, run the "
+                    "upstream mm selftests in it RUNS times, and write the "
+                    f"cases that passed every time to {mmselftests.BASELINE}.")
+    p.add_argument("--runs", type=int, default=2,
+                   help="boots to run (default: %(default)s)")
+    vm.add_run_arguments(p)
+
     p = sub.add_parser("probe-kvm", help="say whether KVM really works here")
 
     args = parser.parse_args(argv)
@@ -76,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return result.exit_code
         if args.command == "test":
             return suite.run_suite(args)
+        if args.command == "mm-baseline":
+            return record_mm_baseline(args)
         if args.command == "probe-kvm":
             ok, why = vm.kvm_usable(force=True)
             print(("KVM usable: " if ok else "KVM not usable: ") + why)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kbuild
+import mmselftests
 import vm
 from common import BUILD, REPO, stage
 
@@ -28,10 +29,11 @@ class Counts:
     failed: int = 0
     skipped: int = 0
     note: str = ""
+    known: bool = False  # the note is information, not a problem
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and not self.note
+        return self.failed == 0 and (self.known or not self.note)
 
 
 def junit_counts(name: str, path: Path) -> Counts:
@@ -109,8 +111,10 @@ def run_checkpatch() -> Counts:
 def run_guest_tests(args: argparse.Namespace,
                     image: Path) -> tuple[list[Counts], vm.RunResult]:
     selftest = kbuild.build_selftests(args.flavour)
+    mm_dir = mmselftests.build(kbuild.TREE, kbuild.headers_dir(args.flavour))
     opts = vm.options_from_args(args)
     opts.env["KTEST_SELFTESTS"] = str(selftest.parent)
+    opts.env["KTEST_MM_SELFTESTS"] = str(mm_dir)
     stage(f"guest tests on the {args.flavour} kernel")
     result = vm.run(image, [str(GUEST_SUITE)], opts, stream=True)
     vm.report(result)
@@ -119,8 +123,22 @@ def run_guest_tests(args: argparse.Namespace,
         if src.exists():
             (RESULTS / name).write_bytes(src.read_bytes())
     counts = [tap_counts("guest kselftest", RESULTS / "kselftest.tap"),
-              junit_counts("guest pytest", RESULTS / "guest-pytest.xml")]
+              junit_counts("guest pytest", RESULTS / "guest-pytest.xml"),
+              mm_counts(mmselftests.collect(result.out_dir / "mm"))]
     return counts, result
+
+
+def mm_counts(results: dict[str, mmselftests.TestResult]) -> Counts:
+    """Upstream mm selftests: a failure is a case that regressed."""
+    cmp = mmselftests.compare(results)
+    c = Counts("upstream mm", passed=cmp.passed, failed=len(cmp.regressions),
+               skipped=cmp.skipped)
+    for line in cmp.regressions:
+        print(f"upstream mm selftest regression: {line}", flush=True)
+    if cmp.known_failures:
+        c.note = f"{cmp.known_failures} case(s) fail unpatched too"
+        c.known = True
+    return c
 
 
 def run_suite(args: argparse.Namespace) -> int:
