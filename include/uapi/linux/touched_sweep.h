@@ -15,7 +15,7 @@
  *
  *	long touched_sweep(int pidfd, struct touched_sweep_args *args);
  *
- * See Documentation/admin-guide/mm/touched_sweep.rst for the semantics.
+ * See Documentation/userspace-api/touched_sweep.rst for the semantics.
  */
 #ifndef _UAPI_LINUX_TOUCHED_SWEEP_H
 #define _UAPI_LINUX_TOUCHED_SWEEP_H
@@ -34,7 +34,7 @@
 /* touched_range.flags */
 #define TOUCHED_RANGE_TOUCHED		(1ULL << 0)	/* written to */
 #define TOUCHED_RANGE_GONE		(1ULL << 1)	/* left tracking */
-#define TOUCHED_RANGE_OVERREPORTED	(1ULL << 2)	/* may be clean */
+#define TOUCHED_RANGE_OVERREPORTED	(1ULL << 2)	/* kept: reported again */
 
 /**
  * struct touched_range - one coalesced range reported by a sweep
@@ -44,9 +44,11 @@
  *
  * TOUCHED_RANGE_GONE marks a range that was tracked and has since been
  * unmapped, moved by mremap() or mapped over: its old contents are no
- * longer at this address.  TOUCHED_RANGE_OVERREPORTED marks pages reported
- * conservatively (a huge page written as a whole, a page pinned for DMA,
- * or a VMA whose marks could not be allocated at fault time).
+ * longer at this address; it is always reported alone.
+ * TOUCHED_RANGE_OVERREPORTED comes with TOUCHED from clearing sweeps only,
+ * for touched pages whose marks could not be cleared (pinned for DMA,
+ * lazily freed by MADV_FREE, or under migration): the next sweep reports
+ * them again whether or not they are written.
  */
 struct touched_range {
 	__u64 start;
