@@ -108,10 +108,19 @@ def run_checkpatch() -> Counts:
     return c
 
 
+# The TAP logs guest-suite writes, one per kselftest program, and the names
+# the summary gives them.
+KSELFTESTS = {"touched_sweep_test.tap": "kselftest args",
+              "touched_sweep_core_test.tap": "kselftest core"}
+
+
 def run_guest_tests(args: argparse.Namespace,
                     image: Path) -> tuple[list[Counts], vm.RunResult]:
     selftest = kbuild.build_selftests(args.flavour)
     opts = vm.options_from_args(args)
+    # Two emulated NUMA nodes, so that the migration tests have somewhere
+    # to move pages to.
+    opts.cmdline = f"numa=fake=2 {opts.cmdline}".strip()
     opts.env["KTEST_SELFTESTS"] = str(selftest.parent)
     # The baseline was recorded on the debug configuration; other kernels
     # lack some of what the upstream tests use (CONFIG_GUP_TEST).
@@ -123,12 +132,13 @@ def run_guest_tests(args: argparse.Namespace,
     stage(f"guest tests on the {args.flavour} kernel")
     result = vm.run(image, [str(GUEST_SUITE)], opts, stream=True)
     vm.report(result)
-    for name in ("kselftest.tap", "guest-pytest.xml"):
+    for name in (*KSELFTESTS, "guest-pytest.xml"):
         src = result.out_dir / name
         if src.exists():
             (RESULTS / name).write_bytes(src.read_bytes())
-    counts = [tap_counts("guest kselftest", RESULTS / "kselftest.tap"),
-              junit_counts("guest pytest", RESULTS / "guest-pytest.xml")]
+    counts = [tap_counts(label, RESULTS / name)
+              for name, label in KSELFTESTS.items()]
+    counts.append(junit_counts("guest pytest", RESULTS / "guest-pytest.xml"))
     if run_mm:
         counts.append(mm_counts(mmselftests.collect(result.out_dir / "mm")))
     return counts, result
