@@ -2418,6 +2418,124 @@ TEST_F_TIMEOUT(ts, concurrent_writers_child, 90)
 	close(go[1]);
 }
 
+/* ---- NUMA hinting ---------------------------------------------------- */
+
+#define NUMA_BALANCING	"/proc/sys/kernel/numa_balancing"
+#define NUMA_SCAN_DELAY	"/sys/kernel/debug/sched/numa_balancing/scan_delay_ms"
+#define NUMA_SCAN_MIN	"/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms"
+
+/* How many of @n pages at @buf are on a node other than @node. */
+static int pages_off_node(char *buf, int n, int node)
+{
+	int status[64], i, off = 0;
+	void *pages[64];
+
+	for (i = 0; i < n; i++)
+		pages[i] = PG(buf, i);
+	if (sys_move_pages(n, pages, NULL, status, 0))
+		return -1;
+	for (i = 0; i < n; i++)
+		off += status[i] >= 0 && status[i] != node;
+	return off;
+}
+
+/*
+ * NUMA balancing turns present entries into PROT_NONE hinting entries and
+ * restores them (or migrates the page) on the next access.  Neither may
+ * make an unmarked tracked page writable: reads after hinting report
+ * nothing, and writes after it are reported page by page.  The pages start
+ * on node 1 and the scanner moves them towards the reading CPU's node,
+ * which shows that hinting faults happened.  The scanner's delays are read
+ * when a process starts, so the target is a child forked after shortening
+ * them.
+ */
+TEST(numa_hinting_restore)
+{
+	const int n = 64;
+	char old_mode[16] = "", old_delay[16] = "", old_min[16] = "";
+	int cmd[2], ack[2], pidfd, status, i;
+	char *buf = NULL, c;
+	pid_t pid;
+
+	if (access("/sys/devices/system/node/node1", F_OK) ||
+	    read_file(NUMA_BALANCING, old_mode, sizeof(old_mode)) ||
+	    read_file(NUMA_SCAN_DELAY, old_delay, sizeof(old_delay)) ||
+	    read_file(NUMA_SCAN_MIN, old_min, sizeof(old_min)))
+		SKIP(return, "needs two NUMA nodes, NUMA balancing and debugfs");
+	ASSERT_EQ(0, write_file(NUMA_SCAN_DELAY, "0"));
+	ASSERT_EQ(0, write_file(NUMA_SCAN_MIN, "10"));
+	ASSERT_EQ(0, write_file(NUMA_BALANCING, "1"));
+	ASSERT_EQ(0, pipe(cmd));
+	ASSERT_EQ(0, pipe(ack));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		int nodes[64], st[64], off = 0;
+		void *pages[64];
+		double deadline;
+
+		close(cmd[1]);
+		close(ack[0]);
+		buf = map_anon(n);
+		if (!buf)
+			_exit(1);
+		memset(buf, 1, n * page_size);
+		for (i = 0; i < n; i++) {
+			pages[i] = PG(buf, i);
+			nodes[i] = 1;
+		}
+		if (sys_move_pages(n, pages, nodes, st, MPOL_MF_MOVE) ||
+		    write(ack[1], &buf, sizeof(buf)) != sizeof(buf) ||
+		    read(cmd[0], &c, 1) != 1)
+			_exit(1);
+		deadline = now_ms() + 20000;
+		while (now_ms() < deadline && off < n / 2) {
+			read_pages(buf, 0, n);
+			off = pages_off_node(buf, n, 1);
+		}
+		c = off > 0 ? 'h' : 'n';
+		if (write(ack[1], &c, 1) != 1 || read(cmd[0], &c, 1) != 1)
+			_exit(1);
+		for (i = 0; i < n; i += 2)
+			write_page(buf, i, 3);
+		if (write(ack[1], &c, 1) != 1 || read(cmd[0], &c, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	close(cmd[0]);
+	close(ack[1]);
+	ASSERT_EQ(sizeof(buf), read(ack[0], &buf, sizeof(buf)));
+	pidfd = sys_pidfd_open(pid, 0);
+	ASSERT_LE(0, pidfd);
+	ASSERT_EQ(0, track(pidfd, buf, n * page_size));
+	EXPECT_NONE(pidfd, buf, n, CLEAR);
+	ASSERT_EQ(1, write(cmd[1], "r", 1));
+	ASSERT_EQ(1, read(ack[0], &c, 1));
+
+	write_file(NUMA_BALANCING, old_mode);
+	write_file(NUMA_SCAN_DELAY, old_delay);
+	write_file(NUMA_SCAN_MIN, old_min);
+	if (c != 'h') {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		SKIP(return, "NUMA balancing moved no page within 20 s");
+	}
+	/* Hinting entries were restored by reads: nothing written. */
+	EXPECT_NONE(pidfd, buf, n, PEEK);
+	ASSERT_EQ(1, write(cmd[1], "w", 1));
+	ASSERT_EQ(1, read(ack[0], &c, 1));
+	for (i = 0; i < n; i++) {
+		if (i % 2)
+			EXPECT_NONE(pidfd, PG(buf, i), 1, PEEK);
+		else
+			EXPECT_PAGES(pidfd, PG(buf, i), 1, PEEK, { 0, 1, TOUCHED });
+	}
+	ASSERT_EQ(1, write(cmd[1], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
+	close(pidfd);
+}
+
 /* ---- Out of scope, as documented -------------------------------------- */
 
 /*
