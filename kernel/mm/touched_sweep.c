@@ -675,8 +675,13 @@ void touched_mm_init(struct mm_struct *mm)
 }
 
 /**
- * touched_mm_free - free the tracking state of a dead mm
- * @mm: the mm
+ * touched_mm_free - free the tracking state of an mm whose VMAs are gone
+ * @mm: the mm, after exit_mmap()
+ *
+ * Called when the last user of @mm goes away rather than when the mm itself
+ * is freed, which a lazy TLB reference may delay for long.  Nothing can
+ * reach the state any more: sweeps hold a user reference, and exit_mmap()
+ * has unlinked every VMA from the rmap.
  */
 void touched_mm_free(struct mm_struct *mm)
 {
