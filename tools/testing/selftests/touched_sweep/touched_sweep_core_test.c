@@ -375,6 +375,25 @@ static char *map_anon(long npages)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* @npages of a fresh memfd, mapped shared; its fd in @fd. */
+static char *map_memfd(long npages, int *fd)
+{
+	char *p;
+
+	*fd = memfd_create("touched_sweep", MFD_CLOEXEC);
+	if (*fd < 0)
+		return NULL;
+	p = MAP_FAILED;
+	if (!ftruncate(*fd, npages * page_size))
+		p = mmap(NULL, npages * page_size, PROT_READ | PROT_WRITE,
+			 MAP_SHARED, *fd, 0);
+	if (p == MAP_FAILED) {
+		close(*fd);
+		return NULL;
+	}
+	return p;
+}
+
 /* @len bytes at an @align-aligned address, so that THPs can back them. */
 static char *map_anon_aligned(size_t len, size_t align)
 {
@@ -1690,13 +1709,11 @@ TEST_F(ts, zap_madv_free)
 
 TEST_F(ts, zap_madv_remove_memfd)
 {
-	int fd = memfd_create("touched_sweep", MFD_CLOEXEC);
 	char *buf;
+	int fd;
 
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, ftruncate(fd, 8 * page_size));
-	buf = mmap(NULL, 8 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, buf);
+	buf = map_memfd(8, &fd);
+	ASSERT_NE(NULL, buf);
 	memset(buf, 1, 8 * page_size);
 	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
 	read_page(buf, 2);
@@ -1712,13 +1729,11 @@ TEST_F(ts, zap_madv_remove_memfd)
 
 TEST_F(ts, zap_punch_hole_memfd)
 {
-	int fd = memfd_create("touched_sweep", MFD_CLOEXEC);
 	char *buf;
+	int fd;
 
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, ftruncate(fd, 8 * page_size));
-	buf = mmap(NULL, 8 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, buf);
+	buf = map_memfd(8, &fd);
+	ASSERT_NE(NULL, buf);
 	/* Pages 6 and 7 are never mapped here (write faults map no more). */
 	memset(buf, 1, 6 * page_size);
 	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
@@ -1736,13 +1751,11 @@ TEST_F(ts, zap_punch_hole_memfd)
 
 TEST_F(ts, zap_truncate_memfd)
 {
-	int fd = memfd_create("touched_sweep", MFD_CLOEXEC);
 	char *buf;
+	int fd;
 
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, ftruncate(fd, 8 * page_size));
-	buf = mmap(NULL, 8 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ASSERT_NE(MAP_FAILED, buf);
+	buf = map_memfd(8, &fd);
+	ASSERT_NE(NULL, buf);
 	memset(buf, 1, 8 * page_size);
 	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
 	EXPECT_NONE(self->pidfd, buf, 8, PEEK);
@@ -2546,15 +2559,12 @@ TEST(numa_hinting_restore)
 TEST_F(ts, out_of_scope_shared_write_by_other_process)
 {
 	const long n = 4;
-	int fd = memfd_create("ts-oos", MFD_CLOEXEC), status;
+	int fd, status;
 	char *buf;
 	pid_t pid;
 
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, ftruncate(fd, n * page_size));
-	buf = mmap(NULL, n * page_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		   fd, 0);
-	ASSERT_NE(MAP_FAILED, buf);
+	buf = map_memfd(n, &fd);
+	ASSERT_NE(NULL, buf);
 	memset(buf, 1, n * page_size);
 	ASSERT_EQ(0, track(self->pidfd, buf, n * page_size));
 
