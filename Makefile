@@ -14,7 +14,7 @@ PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
 PYSWEEP_EXT_STAMP := build/py/.built
 
 .PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \
-	vm-run demo probe-kvm mm-baseline clean distclean
+	lint vm-run demo probe-kvm mm-baseline clean distclean
 
 all: help
 
@@ -26,6 +26,7 @@ help:
 	@echo "make selftests     build the kselftests"
 	@echo "make pysweep       build pysweep's cffi extension in place"
 	@echo "make test-host     run only the host Python tests"
+	@echo "make lint          ruff and mypy (strict) over the Python code"
 	@echo "make vm-run CMD='pytest tests/guest -k foo' [FLAVOUR=plain]"
 	@echo "                   boot the guest and run one command in it"
 	@echo "make probe-kvm     say whether KVM works here (TCG is used otherwise)"
@@ -62,6 +63,9 @@ selftests: deps
 
 test-host: pysweep
 	@$(PYTHON) -m pytest -p no:cacheprovider -q tests/host
+
+lint: deps
+	@$(KTEST) lint
 
 test: pysweep
 	@$(KTEST) test $(KTEST_ARGS)

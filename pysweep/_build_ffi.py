@@ -68,13 +68,13 @@ long pysweep_touched_sweep(int pidfd, void *args);
 
 def _preprocessor() -> list[str]:
     compiler = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    return shlex.split(compiler) + ["-E"]
+    return [*shlex.split(compiler), "-E"]
 
 
 def header_cdef(header: Path = HEADER, include_dir: Path = UAPI_INCLUDE) -> str:
     """Return a cffi cdef for everything ``header`` itself declares."""
     expanded = subprocess.run(
-        _preprocessor() + ["-x", "c", "-dD", "-I", str(include_dir), str(header)],
+        [*_preprocessor(), "-x", "c", "-dD", "-I", str(include_dir), str(header)],
         check=True,
         capture_output=True,
         text=True,
@@ -101,7 +101,7 @@ def header_cdef(header: Path = HEADER, include_dir: Path = UAPI_INCLUDE) -> str:
 
     body = "\n".join(declarations)
     typedefs = [f"typedef int... {name};" for name in sorted(set(_KERNEL_INT_TYPE.findall(body)))]
-    return "\n".join(typedefs + [body] + macros) + "\n"
+    return "\n".join([*typedefs, body, *macros]) + "\n"
 
 
 def make_ffibuilder() -> FFI:

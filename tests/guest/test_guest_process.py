@@ -120,9 +120,11 @@ def test_api_error_classes(tmp_path: os.PathLike[str]) -> None:
         pysweep.sweep(pid, 1, 0x2000)
     with pytest.raises(pysweep.InvalidArgumentError):
         pysweep.track(pid, 0x2000, 0x1000)
-    with open(os.path.join(tmp_path, "regular"), "w") as regular:
-        with pytest.raises(pysweep.BadPidfdError, match=rf"on pidfd {regular.fileno()}: Bad file descriptor$"):
-            pysweep.sweep(pysweep.Target.from_pidfd(regular.fileno()), 0, 0)
+    with (
+        open(os.path.join(tmp_path, "regular"), "w") as regular,
+        pytest.raises(pysweep.BadPidfdError, match=rf"on pidfd {regular.fileno()}: Bad file descriptor$"),
+    ):
+        pysweep.sweep(pysweep.Target.from_pidfd(regular.fileno()), 0, 0)
     with exited_child(reap=True) as pidfd:
         with pytest.raises(ProcessLookupError) as caught:
             pysweep.track(pysweep.Target.from_pidfd(pidfd), PAGE_SIZE, PAGE_SIZE)

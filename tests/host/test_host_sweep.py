@@ -7,6 +7,7 @@ The stand-in replaces the raw call: it writes ranges into the caller's
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -15,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pysweep
-from pysweep import PAGE_SIZE, Op, Range, RangeFlag, SweepFlag, _syscall
+from pysweep import PAGE_SIZE, Op, Range, SweepFlag, _syscall
 from pysweep._syscall import ffi
 
 
@@ -101,7 +102,7 @@ def test_sweep_collects_the_whole_window(ranges: list[Range], batch: int, stop_a
     assert kernel.calls[0]["start"] == 0
     assert all(c["op"] == Op.SWEEP and c["end"] == WINDOW_END and c["vec_len"] == batch for c in kernel.calls)
     assert all(c["flags"] == (SweepFlag.CLEAR if clear else 0) for c in kernel.calls)
-    assert all(a["start"] < b["start"] for a, b in zip(kernel.calls, kernel.calls[1:]))
+    assert all(a["start"] < b["start"] for a, b in itertools.pairwise(kernel.calls))
 
 
 @pytest.mark.usefixtures("available")

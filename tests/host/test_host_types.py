@@ -30,9 +30,9 @@ def test_valid_ranges_are_accepted(first: int, count: int, flags: int) -> None:
 
 @given(st.integers(min_value=0, max_value=1 << 40).filter(lambda a: a % PAGE_SIZE))
 def test_unaligned_addresses_are_rejected(address: int) -> None:
-    with pytest.raises(ValueError, match="start .* not page aligned"):
+    with pytest.raises(ValueError, match=r"start .* not page aligned"):
         Range(address, address + 4 * PAGE_SIZE)
-    with pytest.raises(ValueError, match="end .* not page aligned"):
+    with pytest.raises(ValueError, match=r"end .* not page aligned"):
         Range(0, address + PAGE_SIZE)
 
 

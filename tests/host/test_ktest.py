@@ -10,10 +10,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]
                        / "tools" / "testing" / "ktest"))
 
-import kbuild  # noqa: E402
-import mmselftests  # noqa: E402
-import suite  # noqa: E402
-import vm  # noqa: E402
+import kbuild
+import mmselftests
+import suite
+import vm
 
 CLEAN_BOOT = """\
 [    0.000000] Linux version 6.12.117 (ktest@ktest) #1 SMP PREEMPT_DYNAMIC
@@ -87,6 +87,23 @@ def test_junit_counts(tmp_path: Path) -> None:
     c = suite.junit_counts("r", xml)
     assert (c.passed, c.failed, c.skipped) == (3, 2, 2)
     assert not suite.junit_counts("r", tmp_path / "missing.xml").ok
+
+
+def test_mypy_counts() -> None:
+    clean = suite.mypy_counts("Success: no issues found in 9 source files\n")
+    assert (clean.passed, clean.failed, clean.ok) == (9, 0, True)
+    found = suite.mypy_counts("a.py:1: error: x  [misc]\nb.py:2: error: y  [misc]\n"
+                              "Found 2 errors in 2 files (checked 9 source files)\n")
+    assert (found.passed, found.failed, found.ok) == (7, 2, False)
+    assert not suite.mypy_counts("mypy: can't read file 'x'\n").ok
+
+
+def test_ruff_counts() -> None:
+    findings: list[dict[str, object]] = [{"filename": "/r/a.py"}, {"filename": "/r/a.py"}]
+    c = suite.ruff_counts(["/r/a.py", "/r/b.py", "/r/c.py"], findings)
+    assert (c.passed, c.failed, c.ok) == (2, 1, False)
+    assert suite.ruff_counts(["/r/a.py"], []).ok
+    assert not suite.ruff_counts([], []).ok
 
 
 def test_series_lists_files_each_patch_touches() -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import StepFailed, fail, stage  # noqa: E402
-import kbuild  # noqa: E402
-import mmselftests  # noqa: E402
-import suite  # noqa: E402
-import vm  # noqa: E402
+import kbuild
+import mmselftests
+import suite
+import vm
+from common import StepFailed, fail, stage
 
 
 def _flavour_arg(p: argparse.ArgumentParser, default: str) -> None:
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     _flavour_arg(p, "debug")
     vm.add_run_arguments(p)
 
+    sub.add_parser("lint", help="ruff and mypy over the Python code (part "
+                                "of 'test')")
+
     p = sub.add_parser(
         "mm-baseline",
         help="record the upstream mm selftest results of the unpatched "
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return result.exit_code
         if args.command == "test":
             return suite.run_suite(args)
+        if args.command == "lint":
+            return suite.lint()
         if args.command == "mm-baseline":
             return record_mm_baseline(args)
         if args.command == "probe-kvm":

@@ -8,8 +8,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, NoReturn, Sequence
+from typing import NoReturn
 
 REPO = Path(__file__).resolve().parents[3]
 BUILD = REPO / "build"
@@ -56,14 +57,14 @@ def run_logged(
     lines of the log that explain the failure: those matching the regular
     expression @excerpt if any, otherwise the log's tail.
     """
-    argv = [str(a) for a in argv]
+    args = [str(a) for a in argv]
     with open(log, "a" if append else "w") as out:
-        out.write(f"$ {shlex.join(argv)}\n")
+        out.write(f"$ {shlex.join(args)}\n")
         out.flush()
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        rc = subprocess.call(argv, cwd=cwd, env=full_env, stdout=out,
+        rc = subprocess.call(args, cwd=cwd, env=full_env, stdout=out,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if rc != 0:
         why = ""

@@ -199,7 +199,7 @@ def _desired_content() -> dict[str, bytes]:
                             "-d", stage_dir, "-i", patch],
                            log, append=True)
             except StepFailed as e:
-                raise StepFailed(f"patch {patch.name} does not apply\n{e}")
+                raise StepFailed(f"patch {patch.name} does not apply\n{e}") from e
         for rel in touched:
             path = stage_dir / rel
             if path.exists():
@@ -248,7 +248,7 @@ def _repo_paths(text: str) -> str:
 def _fragments(flavour: str) -> list[Path]:
     fragments = [CONFIGS / name for name in FLAVOURS[flavour]]
     if flavour != "vanilla":
-        return fragments + [TREE / SELFTEST_DIR / "config"]
+        return [*fragments, TREE / SELFTEST_DIR / "config"]
     # The unpatched tree has no such option: leave it out.
     merged = obj_dir(flavour) / "ktest-fragment.config"
     merged.parent.mkdir(parents=True, exist_ok=True)
@@ -299,12 +299,12 @@ def configure(flavour: str) -> None:
     stage(f"configuring the {flavour} kernel")
     obj.mkdir(parents=True, exist_ok=True)
     log = log_path(f"config-{flavour}")
-    make = ["make", "-C", tree, f"O={obj}"]
-    run_logged("make tinyconfig", make + ["tinyconfig"], log)
+    make: list[str | os.PathLike[str]] = ["make", "-C", tree, f"O={obj}"]
+    run_logged("make tinyconfig", [*make, "tinyconfig"], log)
     run_logged("merging config fragments",
                [tree / "scripts/kconfig/merge_config.sh", "-m", "-O", obj,
                 obj / ".config", *fragments], log, append=True, cwd=tree)
-    run_logged("make olddefconfig", make + ["olddefconfig"], log, append=True)
+    run_logged("make olddefconfig", [*make, "olddefconfig"], log, append=True)
     _check_config(obj, fragments)
     stamp.write_text(key)
 

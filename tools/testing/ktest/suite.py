@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +22,10 @@ GUEST_SUITE = REPO / "tools" / "testing" / "ktest" / "guest-suite"
 # The selftest checks for ENOSYS to skip on kernels without the call, which
 # is what this checkpatch type warns about.
 CHECKPATCH_IGNORE = "ENOSYS"
+# Where install-deps puts ruff and mypy; the rest of their configuration
+# (mypy's files among it) is in pyproject.toml.
+LINT_TOOLS = BUILD / "lint-tools"
+RUFF_PATHS = ["pysweep", "tests", "tools/testing/ktest"]
 
 
 @dataclass
@@ -88,7 +94,7 @@ def run_checkpatch() -> Counts:
     """checkpatch.pl --strict on every patch and every new kernel source."""
     stage("checkpatch --strict on the series and the new files")
     checkpatch = kbuild.TREE / "scripts" / "checkpatch.pl"
-    targets = [[p] for p in kbuild.series_patches()]
+    targets: list[list[str | Path]] = [[p] for p in kbuild.series_patches()]
     targets += [["-f", rel] for rel in kbuild.overlaid_sources()]
     c = Counts("checkpatch")
     log = RESULTS / "checkpatch.log"
@@ -106,6 +112,103 @@ def run_checkpatch() -> Counts:
                 c.failed += 1
                 print(proc.stdout.strip(), flush=True)
     return c
+
+
+def _lint_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a lint tool from the repository, with build/lint-tools importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(LINT_TOOLS), env.get("PYTHONPATH")) if p)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True,
+                          text=True)
+
+
+def _has_module(name: str) -> bool:
+    probe = _lint_run([sys.executable, "-c", f"import {name}"])
+    return probe.returncode == 0
+
+
+def ruff_counts(files: list[str], findings: list[dict[str, object]]) -> Counts:
+    """Files ruff checked that are clean pass; files with findings fail."""
+    bad = {str(f["filename"]) for f in findings}
+    c = Counts("ruff", passed=len(set(files) - bad), failed=len(bad))
+    if findings:
+        c.info = f"{len(findings)} finding(s)"
+    elif not files:
+        c.note = "no files checked"
+    return c
+
+
+def run_ruff() -> Counts:
+    stage("lint: ruff check " + " ".join(RUFF_PATHS))
+    if not _has_module("ruff"):
+        return Counts("ruff", note="ruff is not installed (make deps)")
+    # The ruff binary pip installed beside the package, which `python -m
+    # ruff` might not pick over another one of the interpreter's.
+    binary = LINT_TOOLS / "bin" / "ruff"
+    ruff = [str(binary)] if binary.exists() else [sys.executable, "-m",
+                                                   "ruff"]
+    listed = _lint_run([*ruff, "check", "--show-files", *RUFF_PATHS])
+    checked = _lint_run([*ruff, "check", "--output-format", "json",
+                         *RUFF_PATHS])
+    if listed.returncode != 0 or checked.returncode not in (0, 1):
+        print((listed.stderr + checked.stderr).strip(), flush=True)
+        return Counts("ruff", note="ruff did not run")
+    findings = json.loads(checked.stdout)
+    for f in findings:
+        where = Path(f["filename"]).relative_to(REPO)
+        loc = f["location"]
+        print(f"{where}:{loc['row']}:{loc['column']}: {f['code']} "
+              f"{f['message']}", flush=True)
+    files = [line for line in listed.stdout.splitlines() if line]
+    return ruff_counts(files, findings)
+
+
+def mypy_counts(output: str) -> Counts:
+    """Counts from mypy's closing line: a file with errors is a failure."""
+    m = re.search(r"^Success: no issues found in (\d+) source file",
+                  output, re.M)
+    if m:
+        return Counts("mypy", passed=int(m.group(1)))
+    m = re.search(r"^Found (\d+) errors? in (\d+) files? "
+                  r"\(checked (\d+) source files?\)", output, re.M)
+    if not m:
+        return Counts("mypy", note="mypy did not finish")
+    errors, bad, checked = map(int, m.groups())
+    return Counts("mypy", passed=checked - bad, failed=bad,
+                  info=f"{errors} error(s)")
+
+
+def run_mypy() -> Counts:
+    stage("lint: mypy (strict, on the files pyproject.toml names)")
+    if not _has_module("mypy"):
+        return Counts("mypy", note="mypy is not installed (make deps)")
+    proc = _lint_run([sys.executable, "-m", "mypy"])
+    c = mypy_counts(proc.stdout)
+    if not c.ok:
+        print((proc.stdout + proc.stderr).strip(), flush=True)
+    return c
+
+
+def run_lint() -> list[Counts]:
+    """ruff and mypy over the Python code; a few seconds."""
+    return [run_ruff(), run_mypy()]
+
+
+def summary_line(c: Counts) -> str:
+    line = (f"{c.name:16} {c.passed:4} passed, {c.failed:3} failed, "
+            f"{c.skipped:3} skipped")
+    remark = c.note or c.info
+    return line + (f"  ({remark})" if remark else "")
+
+
+def lint() -> int:
+    """`ktest lint`: the lint stage alone."""
+    counts = run_lint()
+    print("\n==== summary ====")
+    for c in counts:
+        print(summary_line(c))
+    return 0 if all(c.ok for c in counts) else 1
 
 
 # The TAP logs guest-suite writes, one per kselftest program, and the names
@@ -161,6 +264,7 @@ def run_suite(args: argparse.Namespace) -> int:
     for stale in RESULTS.iterdir():
         stale.unlink()
     counts = [run_host_tests()]
+    counts += run_lint()
     image = kbuild.build_kernel(args.flavour)
     counts.append(run_checkpatch())
     guest_counts, result = run_guest_tests(args, image)
@@ -176,17 +280,14 @@ def run_suite(args: argparse.Namespace) -> int:
         console.note = "guest ended before the tests finished"
 
     print("\n==== summary ====")
-    for c in counts + [console]:
-        line = (f"{c.name:16} {c.passed:4} passed, {c.failed:3} failed, "
-                f"{c.skipped:3} skipped")
-        if c is console:
-            line = f"{c.name:16} " + ("clean" if c.ok else "PROBLEMS")
-        remark = c.note or c.info
-        print(line + (f"  ({remark})" if remark else ""))
+    for c in counts:
+        print(summary_line(c))
+    line = f"{console.name:16} " + ("clean" if console.ok else "PROBLEMS")
+    print(line + (f"  ({console.note})" if console.note else ""))
     passed = sum(c.passed for c in counts)
-    failed = sum(c.failed for c in counts + [console])
+    failed = sum(c.failed for c in [*counts, console])
     skipped = sum(c.skipped for c in counts)
-    ok = all(c.ok for c in counts + [console]) and result.exit_code == 0
+    ok = all(c.ok for c in [*counts, console]) and result.exit_code == 0
     if not ok and failed == 0:
         failed = 1  # a run that did not finish counts as a failure
     print(f"{passed} passed, {failed} failed, {skipped} skipped")

@@ -240,7 +240,8 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         f"init={GUEST_INIT}",
         opts.cmdline,
     ]).strip()
-    argv = _base_argv(image, accel, opts.memory, opts.cpus, append) + [
+    argv = [
+        *_base_argv(image, accel, opts.memory, opts.cpus, append),
         "-fsdev", "local,id=root,path=/,readonly=on,security_model=none,"
                   "multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=root,mount_tag=/dev/root",
