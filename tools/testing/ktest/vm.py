@@ -10,6 +10,8 @@ scanned for kernel splats: any of them fails the run.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import itertools
 import json
 import os
 import platform
@@ -23,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from common import BUILD, LOGS, REPO, StepFailed, stage
 
@@ -213,6 +216,31 @@ class _Follower(threading.Thread):
             self.done.wait(0.5)
 
 
+def _claim_run_dir() -> tuple[Path, Path, IO[bytes]]:
+    """A fresh output directory and console log for one guest run.
+
+    The first run takes build/vm/out and build/logs/guest-console.log;
+    runs started while it boots take numbered ones, so that several guests
+    can run side by side.  The returned file holds the claim (an flock)
+    until it is closed.
+    """
+    LOGS.mkdir(parents=True, exist_ok=True)
+    VM_DIR.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        suffix = "" if n == 0 else f"-{n}"
+        lock = open(VM_DIR / f"lock{suffix}", "wb")  # noqa: SIM115 - held by the caller
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        out_dir = VM_DIR / f"out{suffix}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir()
+        return out_dir, LOGS / f"guest-console{suffix}.log", lock
+    raise AssertionError("unreachable")
+
+
 def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         *, stream: bool = False) -> RunResult:
     """Boot @image, run @cmd in the guest and return what happened."""
@@ -222,9 +250,7 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         usable, why = kvm_usable(image)
         accel = "kvm" if usable else "tcg"
         stage(f"accelerator: {accel} ({why})")
-    shutil.rmtree(VM_DIR, ignore_errors=True)
-    out_dir = VM_DIR / "out"
-    out_dir.mkdir(parents=True)
+    out_dir, console_log, lock = _claim_run_dir()
     _write_command(out_dir, cmd, opts.env)
 
     append = " ".join([
@@ -248,8 +274,6 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         "-fsdev", f"local,id=out,path={out_dir},security_model=none",
         "-device", "virtio-9p-pci,fsdev=out,mount_tag=out",
     ]
-    LOGS.mkdir(parents=True, exist_ok=True)
-    console_log = LOGS / "guest-console.log"
     stage(f"booting {image.relative_to(REPO) if image.is_relative_to(REPO) else image} "
           f"({accel}, {opts.cpus} vCPUs, {opts.memory}, timeout "
           f"{opts.timeout:.0f}s; console: {console_log})")
@@ -275,6 +299,7 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
             proc.wait()
             raise
     seconds = time.monotonic() - began
+    lock.close()  # the run directory may be reused from here on
     if follower:
         follower.done.set()
         follower.join()
