@@ -103,7 +103,7 @@ def _check_above_start(instance: Range, attribute: attrs.Attribute[int], value: 
 
 def _as_range_flags(value: object) -> object:
     # Anything that is not a known mask is passed on for the validator to reject.
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value and not value & ~_RANGE_FLAGS_MASK:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0 and not value & ~_RANGE_FLAGS_MASK:
         return RangeFlag(value)
     return value
 
@@ -203,7 +203,7 @@ class Target:
     reused.
     """
 
-    __slots__ = ("_pidfd", "_pid", "_owned")
+    __slots__ = ("_owned", "_pid", "_pidfd")
 
     def __init__(self, pidfd: int, *, pid: int | None = None, owned: bool = False) -> None:
         self._pidfd: int | None = pidfd
@@ -351,3 +351,23 @@ def sweep(
     """Sweep ``[start, end)`` of ``target`` (a pid or a :class:`Target`); see :meth:`Target.sweep`."""
     with _open(Op.SWEEP, target, start, end) as opened:
         return opened.sweep(start, end, clear=clear, max_ranges=max_ranges, batch=batch)
+
+
+# The backend interface builds on the types above.
+from pysweep.tracker import (  # noqa: E402
+    Backend,
+    BackendUnavailableError,
+    Guarantees,
+    Tracker,
+    available_backends,
+    backend_names,
+)
+
+__all__ += [
+    "Backend",
+    "BackendUnavailableError",
+    "Guarantees",
+    "Tracker",
+    "available_backends",
+    "backend_names",
+]
