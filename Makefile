@@ -10,7 +10,7 @@ KTEST := $(PYTHON) tools/testing/ktest
 KTEST_ARGS ?=
 
 PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
-	$(wildcard pysweep/_build_ffi.py)
+	$(wildcard pysweep/_build_ffi.py pysweep/_build_mainline.py)
 PYSWEEP_EXT_STAMP := build/py/.built
 
 .PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \

@@ -1,5 +1,5 @@
-"""Build hook: compiles ``pysweep._native`` with cffi; metadata is in pyproject.toml."""
+"""Build hook: compiles ``pysweep._native`` and ``pysweep._mainline`` with cffi; metadata is in pyproject.toml."""
 
 from setuptools import setup
 
-setup(packages=["pysweep"], cffi_modules=["pysweep/_build_ffi.py:ffibuilder"])
+setup(packages=["pysweep"], cffi_modules=["pysweep/_build_ffi.py:ffibuilder", "pysweep/_build_mainline.py:ffibuilder"])

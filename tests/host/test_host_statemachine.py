@@ -17,4 +17,4 @@ _available = pysweep.available_backends()
 
 @pytest.mark.skipif(_available.get("pagemap_scan", True) is not None, reason=f"pagemap_scan: {_available.get('pagemap_scan')}")
 def test_pagemap_scan_agrees_with_model() -> None:
-    run_machine("pagemap_scan", examples=30, steps=30)
+    run_machine("pagemap_scan", examples=100, steps=40)

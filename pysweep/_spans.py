@@ -1,0 +1,158 @@
+"""What the mainline backends share: page-aligned span sets, the mapping
+check of ``track``, results built from spans, and their error type.
+
+The touched_sweep backend gets tracked ranges, coalescing and ``walk_end``
+from the kernel.  The mainline backends keep their tracked ranges (and
+``soft_dirty`` its unreported marks) in user space, as :class:`Spans`.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+from collections.abc import Iterable, Iterator
+
+import attrs
+
+from pysweep import Range, RangeFlag, SweepResult
+from pysweep._syscall import SweepError
+
+__all__ = ["BackendError", "Spans", "check_mapped", "limited_result", "mapped"]
+
+Span = tuple[int, int]
+
+
+class BackendError(SweepError):
+    """A mainline backend's operation failed; the message names the backend and says why."""
+
+    def __init__(self, errno: int, reason: str, *, backend: str) -> None:
+        super().__init__(errno, reason)
+        self.backend = backend
+
+    def __str__(self) -> str:
+        return f"{self.backend} backend: {self.strerror}"
+
+
+def _normalized(spans: Iterable[Span]) -> tuple[Span, ...]:
+    # Sort, then join overlapping and adjacent spans; drop empty ones.
+    out: list[Span] = []
+    for start, end in sorted(s for s in spans if s[0] < s[1]):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return tuple(out)
+
+
+@attrs.frozen
+class Spans:
+    """A set of addresses as sorted, disjoint, non-adjacent ``(start, end)`` spans.
+
+    Set operators return new sets; the work is linear in the spans involved,
+    which is what a sweep touches anyway.
+    """
+
+    items: tuple[Span, ...] = attrs.field(default=(), converter=_normalized)
+
+    @classmethod
+    def of(cls, start: int, end: int) -> Spans:
+        """The span ``[start, end)`` (empty if ``start >= end``)."""
+        return cls(((start, end),))
+
+    def __iter__(self) -> Iterator[Span]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def size(self) -> int:
+        """Bytes covered."""
+        return sum(end - start for start, end in self.items)
+
+    def __or__(self, other: Spans) -> Spans:
+        return Spans(self.items + other.items)
+
+    def __and__(self, other: Spans) -> Spans:
+        out: list[Span] = []
+        a, b = self.items, other.items
+        i = j = 0
+        while i < len(a) and j < len(b):
+            start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+            if start < end:
+                out.append((start, end))
+            if a[i][1] < b[j][1]:
+                i += 1
+            else:
+                j += 1
+        return Spans(out)
+
+    def __sub__(self, other: Spans) -> Spans:
+        out: list[Span] = []
+        b = other.items
+        j = 0
+        for start, end in self.items:
+            while j < len(b) and b[j][1] <= start:
+                j += 1
+            cursor, k = start, j
+            while k < len(b) and b[k][0] < end:
+                if b[k][0] > cursor:
+                    out.append((cursor, b[k][0]))
+                cursor = max(cursor, b[k][1])
+                k += 1
+            if cursor < end:
+                out.append((cursor, end))
+        return Spans(out)
+
+    def clip(self, start: int, end: int) -> Spans:
+        """The part inside ``[start, end)``."""
+        return self & Spans.of(start, end)
+
+
+def mapped(pid: int | str, start: int, end: int) -> Spans:
+    """The parts of ``[start, end)`` covered by mappings of process ``pid``
+    (``"self"`` for the caller), read from ``/proc/PID/maps``."""
+    found: list[Span] = []
+    with open(f"/proc/{pid}/maps", "rb") as maps:
+        for line in maps:
+            low, _, high = line.split(b" ", 1)[0].partition(b"-")
+            vma_start, vma_end = int(low, 16), int(high, 16)
+            if vma_end <= start:
+                continue
+            if vma_start >= end:
+                break
+            found.append((max(vma_start, start), min(vma_end, end)))
+    return Spans(found)
+
+
+def check_mapped(pid: int | str, start: int, end: int, *, backend: str) -> None:
+    """Refuse a ``track`` window with a hole, as touched_sweep does (ENOMEM)."""
+    holes = Spans.of(start, end) - mapped(pid, start, end)
+    if holes:
+        hole_start, hole_end = holes.items[0]
+        raise BackendError(
+            errno_codes.ENOMEM,
+            f"cannot track {start:#x}-{end:#x}: {hole_start:#x}-{hole_end:#x} is not mapped",
+            backend=backend,
+        )
+
+
+def limited_result(found: Spans, start: int, end: int, max_ranges: int | None) -> tuple[SweepResult, Spans]:
+    """The :class:`~pysweep.SweepResult` reporting ``found`` (already inside
+    the window), cut to ``max_ranges``, and the part of the window it covers.
+
+    When the cut leaves ranges out, ``walk_end`` is the start of the first
+    one left out, as touched_sweep answers: everything below it was
+    reported, nothing at or above it was.
+    """
+    if max_ranges is not None and max_ranges < 1:
+        raise ValueError(f"max_ranges must be at least 1, not {max_ranges}")
+    items = found.items
+    walk_end = end
+    if max_ranges is not None and len(items) > max_ranges:
+        walk_end = items[max_ranges][0]
+        items = items[:max_ranges]
+    ranges = [Range(a, b, RangeFlag.TOUCHED) for a, b in items]
+    return SweepResult(ranges, walk_end), Spans.of(start, walk_end)
