@@ -284,16 +284,25 @@ class PagemapScanBackend(Backend):
                         ranges.append(found)
                 if max_ranges is not None and len(ranges) >= max_ranges:
                     # PAGEMAP_SCAN stops at the first page it had no room
-                    # for, and touches nothing from there on.
+                    # for, and touches nothing from there on.  When the
+                    # room ran out with the piece, the first range left out
+                    # (if any) lies in a later piece.
                     if walk_end < piece_end:
                         return SweepResult(ranges, walk_end)
-                    if index + 1 < len(pieces):
-                        return SweepResult(ranges, pieces[index + 1][0])
-                    return SweepResult(ranges, end)
+                    return SweepResult(ranges, self._first_written(pieces[index + 1 :], end))
                 if not cursor < walk_end <= piece_end:
                     raise RuntimeError(f"PAGEMAP_SCAN stopped at {walk_end:#x}, outside ({cursor:#x}, {piece_end:#x}]")
                 cursor = walk_end
         return SweepResult(ranges, end)
+
+    def _first_written(self, pieces: tuple[tuple[int, int], ...], end: int) -> int:
+        # The start of the first written page in ``pieces``, else ``end``;
+        # a test-only scan with room for one region.
+        for piece_start, piece_end in pieces:
+            count, _ = self._scan(piece_start, piece_end, flags=lib.PM_SCAN_CHECK_WPASYNC, room=1, mask=lib.PAGE_IS_WRITTEN)
+            if count:
+                return int(self._vec[0].start)
+        return end
 
     def close(self) -> None:
         # Closing the userfaultfd unregisters everything it registered.

@@ -278,6 +278,21 @@ def test_two_tracked_regions(backend: PagemapScanBackend) -> None:
         unmap(second, 8)
 
 
+def test_max_ranges_across_tracked_pieces(backend: PagemapScanBackend, region: int) -> None:
+    # Room for exactly the ranges of the first piece: walk_end is the
+    # window's end when nothing else was written, else the first range left
+    # out, not the start of the next tracked piece.
+    end = region + 16 * P
+    backend.track(region, region + 4 * P)
+    backend.track(region + 8 * P, region + 12 * P)
+    write(region, 1)
+    assert backend.sweep(region, end, clear=False, max_ranges=1).walk_end == end
+    write(region, 10)
+    result = backend.sweep(region, end, max_ranges=1)
+    assert (got(result), result.walk_end) == (spans(region, (1, 2)), region + 10 * P)
+    assert got(backend.sweep(region, end, clear=False)) == spans(region, (10, 11))
+
+
 def map_shared(pages: int) -> int:
     address = _libc.mmap(None, pages * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1, 0)
     assert address not in (None, MAP_FAILED)
