@@ -53,7 +53,7 @@ def _pages(start: int, end: int) -> range:
     return range(start, end, PAGE_SIZE)
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)
 class Vma:
     """One mapping as the model sees it.
 
@@ -75,6 +75,13 @@ class Vma:
     @property
     def writable(self) -> bool:
         return bool(self.prot & PROT_WRITE)
+
+    def __repr__(self) -> str:
+        # One line, so that a failing example in a test reads easily.
+        prot = ("r" if self.prot & PROT_READ else "-") + ("w" if self.prot & PROT_WRITE else "-")
+        kind = "shared" if self.shared else "private"
+        tracked = " tracked" if self.tracked else ""
+        return f"<Vma {self.start:#x}-{self.end:#x} {prot} {kind}{tracked} #{self.origin}+{self.offset:#x}>"
 
     def piece(self, start: int, end: int, **changes: object) -> Vma:
         """The part ``[start, end)`` of this VMA, with ``changes`` applied."""
