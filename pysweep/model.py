@@ -109,7 +109,7 @@ class AddressSpace:
     present: set[int] = attrs.field(factory=set)
     #: Touched marks of tracked pages.
     marks: set[int] = attrs.field(factory=set)
-    #: Pages lazily freed by MADV_FREE and not reclaimed.
+    #: Pages lazily freed by MADV_FREE and not written since.
     lazyfree: set[int] = attrs.field(factory=set)
     #: Pages with an unreported GONE record.
     gone: set[int] = attrs.field(factory=set)
@@ -214,6 +214,8 @@ class AddressSpace:
                 raise ModelError(errno_codes.EFAULT, f"store to {page:#x}, which is not writable")
         for page in _pages(start, start + length):
             self.present.add(page)
+            # A store dirties the entry: the page is no longer lazily freed.
+            self.lazyfree.discard(page)
             if self._tracked(page):
                 self.marks.add(page)
 
@@ -227,7 +229,7 @@ class AddressSpace:
         "MADV_DONTNEED, MADV_FREE ... mark every page of the range that had
         a page table entry in this mapping."  DONTNEED drops the entries;
         FREE keeps them and leaves the pages lazily freed, which clearing
-        sweeps report OVERREPORTED and do not clear.
+        sweeps report OVERREPORTED and do not clear until they are written.
         """
         _check_aligned(start, length)
         if not self.mapped(start, start + length):

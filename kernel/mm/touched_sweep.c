@@ -842,6 +842,12 @@ static void sweep_emit(struct touched_sweep *s, unsigned long start,
  * through the pin at any time, a lazily freed page may be dropped by
  * reclaim without a fault, and writable migration or device entries become
  * writable PTEs without one.  Such pages keep their marks.
+ *
+ * MADV_FREE leaves a clean entry and a clean folio, but the folio loses
+ * PG_swapbacked only when a per-CPU LRU batch drains, which may be after
+ * this sweep: test what MADV_FREE leaves behind instead.  Every write
+ * fault dirties the entry, so this holds until the page is written again,
+ * and reclaim never drops a folio mapped by a dirty entry.
  */
 static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
 			    pte_t pte)
@@ -854,7 +860,9 @@ static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
 		if (!folio)
 			return false;
 		return folio_maybe_dma_pinned(folio) ||
-		       (folio_test_anon(folio) && !folio_test_swapbacked(folio));
+		       (folio_test_anon(folio) && !pte_dirty(pte) &&
+			!folio_test_dirty(folio) &&
+			!folio_test_swapcache(folio));
 	}
 	if (pte_none(pte) || !is_swap_pte(pte))
 		return false;

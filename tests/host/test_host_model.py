@@ -145,6 +145,14 @@ def test_lazily_freed_pages_stay_overreported(space: AddressSpace) -> None:
     assert window(space) == ()
 
 
+def test_a_store_ends_lazy_freeing(space: AddressSpace) -> None:
+    space.write(page(0), 2 * P)
+    space.madvise(page(0), 2 * P, Advice.FREE)
+    space.write(page(0), P)
+    assert window(space, clear=True) == ranges((0, 1, T), (1, 2, T | O))
+    assert window(space, clear=True) == ranges((1, 2, T | O))
+
+
 def test_splitting_keeps_marks_and_mprotect_marks_nothing(space: AddressSpace) -> None:
     space.write(page(3), P)
     space.mprotect(page(2), 2 * P, RO)
