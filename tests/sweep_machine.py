@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import pysweep
@@ -65,13 +66,25 @@ def machine_settings(examples: int, steps: int) -> settings:
     """``examples`` x ``steps`` for ``ci``; many more for ``long``."""
     if os.environ.get("HYPOTHESIS_PROFILE") == "long":
         examples, steps = int(os.environ.get("PYSWEEP_EXAMPLES", "1000")), 60
+    # A directory database lets a rerun replay the failures of a long run.
+    database_path = os.environ.get("PYSWEEP_HYPOTHESIS_DB")
     return settings(
         max_examples=examples,
         stateful_step_count=steps,
         deadline=None,
-        database=None,
+        database=DirectoryBasedExampleDatabase(database_path) if database_path else None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
+
+
+def show(result: pysweep.SweepResult) -> str:
+    """A sweep result on one line, addresses as page numbers in the window."""
+    names = {pysweep.RangeFlag.TOUCHED: "T", pysweep.RangeFlag.GONE: "G", pysweep.RangeFlag.OVERREPORTED: "O"}
+    ranges = " ".join(
+        f"{(r.start - BASE) // PAGE}-{(r.end - BASE) // PAGE}:" + "".join(c for f, c in names.items() if r.flags & f)
+        for r in result.ranges
+    )
+    return f"[{ranges}] walk_end={(result.walk_end - BASE) // PAGE}"
 
 
 def slot_start(slot: int) -> int:
@@ -305,7 +318,9 @@ class SweepMachine(RuleBasedStateMachine):
         got = self.tracker.sweep(start, end, clear=clear, max_ranges=limit)
         expected = self._model_sweep(start, end, clear, limit)
         self._step("sweep")
-        assert got == expected, f"sweep {start:#x}-{end:#x} clear={clear} max_ranges={limit}"
+        assert got == expected, (
+            f"sweep {start:#x}-{end:#x} clear={clear} max_ranges={limit}: got {show(got)}, model says {show(expected)}"
+        )
 
     def _model_sweep(self, start: int, end: int, clear: bool, limit: int | None) -> pysweep.SweepResult:
         # pysweep.Target.sweep() collects up to max_ranges entries over as
@@ -318,7 +333,7 @@ class SweepMachine(RuleBasedStateMachine):
     def sweep_matches_model(self) -> None:
         got = self.tracker.sweep(BASE, WINDOW_END, clear=False)
         expected = self.model.sweep(BASE, WINDOW_END, clear=False)
-        assert got == expected, "test-only sweep of the window differs from the model"
+        assert got == expected, f"test-only sweep: got {show(got)}, model says {show(expected)}"
 
     @invariant()
     def layout_matches_model(self) -> None:
