@@ -6,11 +6,17 @@ writes to its pages, or unmaps it, when told to on its stdin.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import mmap
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -21,33 +27,72 @@ P = PAGE_SIZE
 PAGES = 16
 TIMEOUT = 300
 
-CHILD = r"""
-import ctypes, mmap, sys
-area = mmap.mmap(-1, int(sys.argv[1]) * mmap.PAGESIZE)
-anchor = ctypes.c_char.from_buffer(area)
-print(hex(ctypes.addressof(anchor)), flush=True)
-del anchor
-for line in sys.stdin:
-    command, *pages = line.split()
-    if command == "write":
-        for page in pages:
-            area[int(page) * mmap.PAGESIZE] = 1
-    elif command == "unmap":
-        area.close()
-    elif command == "quit":
-        break
-    print("ok", flush=True)
-"""
+def _serve(pages: int, commands: IO[str], replies: IO[str]) -> None:
+    # The child's loop: one reply line per command.
+    area = mmap.mmap(-1, pages * mmap.PAGESIZE)
+    anchor = ctypes.c_char.from_buffer(area)
+    print(hex(ctypes.addressof(anchor)), file=replies, flush=True)
+    del anchor
+    for line in commands:
+        command, *numbers = line.split()
+        if command == "write":
+            for page in numbers:
+                area[int(page) * mmap.PAGESIZE] = 1
+        elif command == "unmap":
+            area.close()
+        elif command == "quit":
+            break
+        print("ok", file=replies, flush=True)
+
+
+class _Process:
+    """Just enough of ``subprocess.Popen`` for a forked child."""
+
+    def __init__(self, pid: int, stdin: IO[str], stdout: IO[str]) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
 
 class Child:
-    """The target: ``base`` is the start of its ``PAGES``-page area."""
+    """The target, forked from this process (a fresh interpreter would take
+    seconds to start under emulation): ``base`` is the start of its
+    ``PAGES``-page area."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(PAGES)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.pid = self.process.pid
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            status = 0
+            try:
+                os.close(from_parent)
+                os.close(to_parent)
+                _serve(PAGES, open(to_child), open(from_child, "w"))  # noqa: SIM115
+            except BaseException:  # noqa: BLE001 - the child must reach _exit
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(to_child)
+        os.close(from_child)
+        self.process = _Process(pid, open(from_parent, "w"), open(to_parent))  # noqa: SIM115
+        self.pid = pid
         self.base = int(self._line(), 16)
         self.area = f"{self.base:#x}-{self.base + PAGES * P:#x}"
 
@@ -74,6 +119,8 @@ class Child:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
 
 
 @pytest.fixture
