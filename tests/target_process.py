@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
 import pysweep
+from libc import MAP_FAILED, libc
 
 PAGE_SIZE = mmap.PAGESIZE
 MAP_FIXED = 0x10
@@ -30,16 +31,6 @@ MREMAP_FIXED = 2
 MREMAP_DONTUNMAP = 4
 MADV = {"dontneed": 4, "free": 8}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_libc.mremap.restype = ctypes.c_void_p
-_libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
 
 def _errno_of(result: int) -> int:
     return 0 if result == 0 else ctypes.get_errno()
@@ -47,14 +38,14 @@ def _errno_of(result: int) -> int:
 
 def _mmap(start: int, length: int, prot: int, shared: bool) -> int:
     flags = MAP_FIXED | mmap.MAP_ANONYMOUS | (mmap.MAP_SHARED if shared else mmap.MAP_PRIVATE)
-    address = _libc.mmap(start, length, prot, flags, -1, 0)
-    return ctypes.get_errno() if address == _MAP_FAILED else 0
+    address = libc.mmap(start, length, prot, flags, -1, 0)
+    return ctypes.get_errno() if address == MAP_FAILED else 0
 
 
 def _mremap(old: int, old_length: int, new_length: int, new: int, dontunmap: bool) -> int:
     flags = MREMAP_MAYMOVE | MREMAP_FIXED | (MREMAP_DONTUNMAP if dontunmap else 0)
-    address = _libc.mremap(old, old_length, new_length, flags, new)
-    return ctypes.get_errno() if address == _MAP_FAILED else 0
+    address = libc.mremap(old, old_length, new_length, flags, new)
+    return ctypes.get_errno() if address == MAP_FAILED else 0
 
 
 def _store(start: int, length: int, value: int) -> int:
@@ -93,9 +84,9 @@ class _Server:
     def serve(self) -> None:
         handlers: dict[str, Callable[..., Any]] = {
             "mmap": _mmap,
-            "munmap": lambda start, length: _errno_of(_libc.munmap(start, length)),
-            "mprotect": lambda start, length, prot: _errno_of(_libc.mprotect(start, length, prot)),
-            "madvise": lambda start, length, advice: _errno_of(_libc.madvise(start, length, MADV[advice])),
+            "munmap": lambda start, length: _errno_of(libc.munmap(start, length)),
+            "mprotect": lambda start, length, prot: _errno_of(libc.mprotect(start, length, prot)),
+            "madvise": lambda start, length, advice: _errno_of(libc.madvise(start, length, MADV[advice])),
             "mremap": _mremap,
             "store": _store,
             "fork": _fork_and_store,

@@ -15,26 +15,21 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import pysweep
+from libc import MAP_FAILED, libc
 from pysweep._syscall import call
 
 PR_SET_DUMPABLE = 4
 PR_SET_PTRACER = 0x59616D61
 PR_SET_PTRACER_ANY = ctypes.c_ulong(-1).value
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-
 
 def _five_level_paging() -> bool:
     # Linux maps above 47 bits only when asked to and when the page tables
     # have five levels.
-    address = _libc.mmap(1 << 52, mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-    if address is None or address == ctypes.c_void_p(-1).value:
+    address = libc.mmap(1 << 52, mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    if address is None or address == MAP_FAILED:
         return False
-    _libc.munmap(address, mmap.PAGESIZE)
+    libc.munmap(address, mmap.PAGESIZE)
     return bool(address >= 1 << 47)
 
 
@@ -45,7 +40,7 @@ TASK_SIZE_MAX = (1 << (56 if _five_level_paging() else 47)) - mmap.PAGESIZE
 
 
 def prctl(option: int, arg: int) -> int:
-    return int(_libc.prctl(option, arg, 0, 0, 0))
+    return int(libc.prctl(option, arg, 0, 0, 0))
 
 
 def outcome(pidfd: int, **fields: object) -> int:

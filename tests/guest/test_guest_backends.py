@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import pysweep
+from libc import MAP_FAILED, libc
 from pysweep import PAGE_SIZE, Backend, SweepResult
 from pysweep._spans import BackendError
 from pysweep.pagemap_scan import PagemapScanBackend
@@ -41,16 +42,7 @@ from pysweep.tracker import TouchedSweepBackend
 P = PAGE_SIZE
 PAGES = 32
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mremap.restype = ctypes.c_void_p
-_libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
-MAP_FAILED = ctypes.c_void_p(-1).value
 MAP_FIXED = 0x10
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -58,14 +50,14 @@ RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 def map_pages(pages: int, at: int | None = None) -> int:
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (MAP_FIXED if at is not None else 0)
-    address = _libc.mmap(at, pages * P, RW, flags, -1, 0)
+    address = libc.mmap(at, pages * P, RW, flags, -1, 0)
     if address is None or address == MAP_FAILED:
         raise OSError(ctypes.get_errno(), "mmap")
     return int(address)
 
 
 def unmap(address: int, pages: int) -> None:
-    assert _libc.munmap(address, pages * P) == 0
+    assert libc.munmap(address, pages * P) == 0
 
 
 def write(base: int, *pages: int) -> None:
@@ -160,14 +152,14 @@ def workload(make: Callable[[int], Backend]) -> dict[str, Outcome]:
             os.close(reader)
             os.close(writer)
         r.sweep("kernel write")
-        assert _libc.mprotect(r.page(8), 2 * P, mmap.PROT_READ) == 0
-        assert _libc.mprotect(r.page(8), 2 * P, RW) == 0
+        assert libc.mprotect(r.page(8), 2 * P, mmap.PROT_READ) == 0
+        assert libc.mprotect(r.page(8), 2 * P, RW) == 0
         r.sweep("mprotect round trip")
         write(base, 9)
         r.sweep("write after mprotect")
         # Pages 1 and 2 are populated and clean; 24-27 were never populated.
-        assert _libc.madvise(r.page(1), 2 * P, mmap.MADV_DONTNEED) == 0
-        assert _libc.madvise(r.page(24), 4 * P, mmap.MADV_DONTNEED) == 0
+        assert libc.madvise(r.page(1), 2 * P, mmap.MADV_DONTNEED) == 0
+        assert libc.madvise(r.page(24), 4 * P, mmap.MADV_DONTNEED) == 0
         r.sweep("zap")
         assert map_pages(2, at=r.page(28)) == r.page(28)
         write(base, 29)
@@ -181,7 +173,7 @@ def workload(make: Callable[[int], Backend]) -> dict[str, Outcome]:
         r.sweep("unmapped")
         backend.track(moving, moving + 4 * P)
         write(moving, 1)
-        assert _libc.mremap(moving, 4 * P, 4 * P, MREMAP_MAYMOVE | MREMAP_FIXED, away) == away
+        assert libc.mremap(moving, 4 * P, 4 * P, MREMAP_MAYMOVE | MREMAP_FIXED, away) == away
         write(away, 2)
         moved = Recorder(backend, moving)
         moved.sweep("moved, old address", 0, 4)
@@ -445,7 +437,7 @@ def test_soft_dirty_mremap_carries_the_bit_but_is_not_followed() -> None:
     try:
         backend.track(base, base + 4 * P)
         write(base, 1)
-        assert _libc.mremap(base, 4 * P, 4 * P, MREMAP_MAYMOVE | MREMAP_FIXED, away) == away
+        assert libc.mremap(base, 4 * P, 4 * P, MREMAP_MAYMOVE | MREMAP_FIXED, away) == away
         with open("/proc/self/pagemap", "rb") as pagemap:
             pagemap.seek((away // P + 1) * 8)
             entry = int.from_bytes(pagemap.read(8), "little")

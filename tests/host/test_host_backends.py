@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pysweep
+from libc import MAP_FAILED, libc
 from pysweep import PAGE_SIZE, Range, RangeFlag, SweepResult
 from pysweep._spans import BackendError, Spans, limited_result
 from pysweep.pagemap_scan import PagemapScanBackend
@@ -29,15 +30,7 @@ from pysweep.soft_dirty import SoftDirtyBackend
 
 P = PAGE_SIZE
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mremap.restype = ctypes.c_void_p
-_libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
-MAP_FAILED = ctypes.c_void_p(-1).value
 MAP_FIXED = 0x10
 MREMAP_MAYMOVE = 1
 MREMAP_FIXED = 2
@@ -46,14 +39,14 @@ MADV_REMOVE = 9
 
 def map_pages(pages: int, at: int | None = None) -> int:
     flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (MAP_FIXED if at is not None else 0)
-    address = _libc.mmap(at, pages * P, mmap.PROT_READ | mmap.PROT_WRITE, flags, -1, 0)
+    address = libc.mmap(at, pages * P, mmap.PROT_READ | mmap.PROT_WRITE, flags, -1, 0)
     if address is None or address == MAP_FAILED:
         raise OSError(ctypes.get_errno(), "mmap")
     return int(address)
 
 
 def unmap(address: int, pages: int) -> None:
-    assert _libc.munmap(address, pages * P) == 0
+    assert libc.munmap(address, pages * P) == 0
 
 
 def write(base: int, *pages: int, value: int = 0x5A) -> None:
@@ -294,7 +287,7 @@ def test_max_ranges_across_tracked_pieces(backend: PagemapScanBackend, region: i
 
 
 def map_shared(pages: int) -> int:
-    address = _libc.mmap(None, pages * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1, 0)
+    address = libc.mmap(None, pages * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1, 0)
     assert address not in (None, MAP_FAILED)
     return int(address)
 
@@ -306,7 +299,7 @@ def test_zap_is_not_reported(backend: PagemapScanBackend) -> None:
     try:
         write(base, 2)
         backend.track(base, base + 8 * P)
-        assert _libc.madvise(base, 8 * P, MADV_REMOVE) == 0
+        assert libc.madvise(base, 8 * P, MADV_REMOVE) == 0
         assert read(base, 2) == 0, "the contents changed"
         assert got(backend.sweep(base, base + 8 * P)) == []
         assert not backend.guarantees.reports_zaps
@@ -320,7 +313,7 @@ def test_private_anonymous_zap_is_reported_in_full(backend: PagemapScanBackend, 
     # range is reported, pages never populated included.  Not a guarantee.
     write(region, 2)
     backend.track(region, region + 16 * P)
-    assert _libc.madvise(region + P, 4 * P, mmap.MADV_DONTNEED) == 0
+    assert libc.madvise(region + P, 4 * P, mmap.MADV_DONTNEED) == 0
     assert read(region, 2) == 0
     assert got(backend.sweep(region, region + 16 * P)) == spans(region, (1, 5))
 
@@ -343,7 +336,7 @@ def test_moved_range_is_not_followed(backend: PagemapScanBackend) -> None:
     try:
         backend.track(base, base + 4 * P)
         write(base, 1)
-        moved = _libc.mremap(base, 4 * P, 4 * P, MREMAP_MAYMOVE | MREMAP_FIXED, target)
+        moved = libc.mremap(base, 4 * P, 4 * P, MREMAP_MAYMOVE | MREMAP_FIXED, target)
         assert moved == target
         write(target, 2)
         assert got(backend.sweep(base, base + 4 * P)) == []
