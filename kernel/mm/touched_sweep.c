@@ -799,6 +799,7 @@ static struct mm_struct *touched_sweep_get_mm(int pidfd)
  * @buf: kernel buffer of entries, the last one still open for coalescing
  * @count: entries in @buf
  * @cap: entries @buf may hold in this round
+ * @tlb: TLB flushes owed by a clearing sweep, issued at the end of each VMA
  */
 struct touched_sweep {
 	struct mm_struct *mm;
@@ -809,6 +810,7 @@ struct touched_sweep {
 	struct touched_range *buf;
 	unsigned long count;
 	unsigned long cap;
+	struct mmu_gather tlb;
 };
 
 /* Can a page at @addr with @flags be reported? */
@@ -904,9 +906,14 @@ static unsigned long sweep_test_range(struct touched_sweep *s,
  * Test and clear the marks of [@addr, @end), which lie in one page table of
  * one VMA.  Under the page table lock, each marked page is write-protected
  * and its mark cleared, so a concurrent write either happened before (and is
- * reported now) or faults afterwards (and marks the page again).  The TLB
- * is flushed before the lock is dropped, as PAGEMAP_SCAN does.  Returns
- * where it stopped: @end, or the first page that did not fit.
+ * reported now) or faults afterwards (and marks the page again).
+ *
+ * TLB flushes are gathered in @s->tlb and issued once per VMA, as mprotect()
+ * does, rather than once per page table: a write through a stale writable
+ * TLB entry in between lands before the sweep returns, so before the caller
+ * copies the page it is told about, and mm_tlb_flush_pending() tells other
+ * paths that such entries may exist.  Returns where it stopped: @end, or
+ * the first page that did not fit.
  */
 static unsigned long sweep_clear_table(struct touched_sweep *s,
 				       struct touched_vma *tv,
@@ -919,7 +926,6 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 	struct mmu_notifier_range range;
 	unsigned long first = tv_index(tv, addr), nr = (end - addr) >> PAGE_SHIFT;
 	unsigned long stop = end, i;
-	bool flush = false;
 	pte_t *start_pte, *ptep = NULL, old = __pte(0);
 	spinlock_t *ptl;		/* of the page table of [addr, end) */
 
@@ -965,7 +971,8 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 				keep = true;
 			} else {
 				if (pte_write(old))
-					flush = true;
+					tlb_flush_pte_range(&s->tlb, page,
+							    PAGE_SIZE);
 				ptep_modify_prot_commit(vma, page, ptep, old,
 							pte_wrprotect(old));
 			}
@@ -983,11 +990,8 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 		touched_untag(s->tm, tv);
 	spin_unlock(&s->tm->lock);
 
-	if (start_pte) {
-		if (flush)
-			flush_tlb_range(vma, addr, end);
+	if (start_pte)
 		pte_unmap_unlock(start_pte, ptl);
-	}
 	mmu_notifier_invalidate_range_end(&range);
 	return stop;
 }
@@ -1000,8 +1004,10 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 			       unsigned long addr, unsigned long end,
 			       bool report)
 {
-	unsigned long idx, page, table_end, stop;
+	unsigned long idx, page, table_end, stop = end;
 
+	if (s->clear)
+		tlb_start_vma(&s->tlb, tv->vma);
 	while (addr < end) {
 		spin_lock(&s->tm->lock);
 		idx = tb_next(tv, tv_index(tv, addr));
@@ -1017,11 +1023,14 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 		else
 			stop = sweep_test_range(s, tv, page, table_end, report);
 		if (stop < table_end)
-			return stop;
+			break;
+		stop = end;
 		addr = table_end;
 		cond_resched();
 	}
-	return end;
+	if (s->clear)
+		tlb_end_vma(&s->tlb, tv->vma);
+	return stop;
 }
 
 /*
@@ -1142,10 +1151,15 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 			break;
 		}
 		s.tm = READ_ONCE(mm->touched);
-		if (s.tm)
+		if (s.tm) {
+			if (s.clear)
+				tlb_gather_mmu(&s.tlb, mm);
 			sweep_round(&s);
-		else
+			if (s.clear)
+				tlb_finish_mmu(&s.tlb);
+		} else {
 			s.addr = s.end;
+		}
 		mmap_read_unlock(mm);
 
 		/* The round stopped on a full buffer: is it the caller's? */
