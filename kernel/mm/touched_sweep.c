@@ -9,13 +9,13 @@
  * marks as coalesced address ranges and, when asked to, clears them and
  * write-protects the pages again under the same lock.
  *
- * Marks live in a small hierarchical bitmap per tracked VMA (one bit per
- * page, plus one summary bit per word of the level below), and each tracked
- * VMA is a node of a per-mm augmented rbtree whose nodes carry a "touched"
- * tag and a subtree tag, the OR of the tags below.  A sweep descends only
- * into tagged subtrees and, inside a VMA, only into non-zero summary words,
- * in the manner of radix_tree_for_each_tagged(); its cost follows the
- * touched memory, not the tracked memory.
+ * Marks live in a bitmap per tracked VMA (one bit per page, plus a summary
+ * bit per group of non-zero words), and each tracked VMA is a node of a
+ * per-mm augmented rbtree whose nodes carry a "touched" tag and a subtree
+ * tag, the OR of the tags below.  A sweep descends only into tagged
+ * subtrees and, inside a VMA, only into groups with set summary bits, in
+ * the manner of radix_tree_for_each_tagged(); its cost follows the touched
+ * memory, not the tracked memory.
  *
  * Ranges that stop being tracked because they were unmapped, moved or
  * mapped over are recorded per mm and reported as "gone".
@@ -48,11 +48,15 @@
 #include "vma.h"
 
 /*
- * Levels of the per-VMA bitmap: level 0 has a bit per page, level n + 1 a
- * bit per word of level n, and the top level fits in one word.  Seven levels
- * cover 2^42 pages.
+ * The marks of a tracked VMA: a bitmap with a bit per page, and a summary
+ * of at most TOUCHED_SUMMARY_BITS bits, each set when any of the
+ * 2^shift words of the bitmap it covers is non-zero.  A summary bit covers
+ * one word (64 pages) for VMAs up to 128 MiB and more words above that (16
+ * at 2 GiB), so the summary fits in struct touched_vma and tracking costs
+ * one bit per page plus one fixed-size object per VMA.
  */
-#define TOUCHED_MAX_LEVELS	7
+#define TOUCHED_SUMMARY_WORDS	8
+#define TOUCHED_SUMMARY_BITS	(TOUCHED_SUMMARY_WORDS * BITS_PER_LONG)
 
 /**
  * struct touched_mm - tracking state of one mm
@@ -78,62 +82,53 @@ struct touched_mm {
  * struct touched_vma - tracking state of one tracked VMA
  * @rb: node in touched_mm.root
  * @vma: the VMA
+ * @nr_pages: pages covered, vma_pages(@vma)
+ * @marks: a bit per page; points to @inline_marks when one word will do
  * @linked: @rb is in the tree
  * @tagged: the VMA has marked pages
  * @subtree_tagged: @tagged ORed over the subtree rooted at @rb
- * @levels: number of bitmap levels in use
- * @nr_pages: pages covered, vma_pages(@vma)
- * @nbits: bits of each level
- * @level: the bitmap levels; @level[0] has a bit per page
+ * @shift: log2 of the number of @marks words a @summary bit covers
+ * @summary: a bit per 2^@shift words of @marks, set if any is non-zero
+ * @inline_marks: @marks of VMAs of up to BITS_PER_LONG pages
  */
 struct touched_vma {
 	struct rb_node rb;
 	struct vm_area_struct *vma;
+	unsigned long nr_pages;
+	unsigned long *marks;
 	bool linked;
 	u8 tagged;
 	u8 subtree_tagged;
-	unsigned int levels;
-	unsigned long nr_pages;
-	unsigned long nbits[TOUCHED_MAX_LEVELS];
-	unsigned long *level[TOUCHED_MAX_LEVELS];
+	u8 shift;
+	unsigned long summary[TOUCHED_SUMMARY_WORDS];
+	unsigned long inline_marks;
 };
 
 /* Own caches, unmerged, so that their object counts tell leaks apart. */
 static struct kmem_cache *touched_vma_cachep;
 static struct kmem_cache *touched_mm_cachep;
 
-/* The memory of a bitmap level follows the levels below it. */
 static struct touched_vma *touched_vma_alloc(unsigned long nr_pages)
 {
-	unsigned long bits = nr_pages, words, total = 0;
+	unsigned long words = BITS_TO_LONGS(nr_pages);
 	struct touched_vma *tv;
-	unsigned long *map;
-	unsigned int l;
 
 	tv = kmem_cache_zalloc(touched_vma_cachep, GFP_KERNEL_ACCOUNT);
 	if (!tv)
 		return NULL;
 	tv->nr_pages = nr_pages;
-	do {
-		if (WARN_ON_ONCE(tv->levels == TOUCHED_MAX_LEVELS))
-			goto fail;
-		words = BITS_TO_LONGS(bits);
-		tv->nbits[tv->levels++] = bits;
-		total += words;
-		bits = words;
-	} while (words > 1);
-
-	map = kvcalloc(total, sizeof(unsigned long), GFP_KERNEL_ACCOUNT);
-	if (!map)
-		goto fail;
-	for (l = 0; l < tv->levels; l++) {
-		tv->level[l] = map;
-		map += BITS_TO_LONGS(tv->nbits[l]);
+	while (DIV_ROUND_UP(words, 1UL << tv->shift) > TOUCHED_SUMMARY_BITS)
+		tv->shift++;
+	if (words == 1) {
+		tv->marks = &tv->inline_marks;
+		return tv;
+	}
+	tv->marks = kvcalloc(words, sizeof(unsigned long), GFP_KERNEL_ACCOUNT);
+	if (!tv->marks) {
+		kmem_cache_free(touched_vma_cachep, tv);
+		return NULL;
 	}
 	return tv;
-fail:
-	kmem_cache_free(touched_vma_cachep, tv);
-	return NULL;
 }
 
 static void touched_vma_destroy(struct touched_vma *tv)
@@ -141,73 +136,85 @@ static void touched_vma_destroy(struct touched_vma *tv)
 	if (!tv)
 		return;
 	WARN_ON_ONCE(tv->linked);
-	kvfree(tv->level[0]);
+	if (tv->marks != &tv->inline_marks)
+		kvfree(tv->marks);
 	kmem_cache_free(touched_vma_cachep, tv);
 }
 
+/* Pages covered by one summary bit. */
+static unsigned long tb_group_pages(const struct touched_vma *tv)
+{
+	return BITS_PER_LONG << tv->shift;
+}
+
 /*
- * Level 0 is written with atomic bitops because touched_needs_wp() reads it
+ * @marks is written with atomic bitops because touched_needs_wp() reads it
  * without the per-mm lock (under the page table lock, which makes the bit it
- * reads stable).  Everything else is done under the per-mm lock.
+ * reads stable).  The summary is read and written under the per-mm lock.
  */
 static void tb_set(struct touched_vma *tv, unsigned long idx)
 {
-	unsigned int l;
-
-	set_bit(idx, tv->level[0]);
-	for (l = 1; l < tv->levels; l++) {
-		idx /= BITS_PER_LONG;
-		__set_bit(idx, tv->level[l]);
-	}
+	set_bit(idx, tv->marks);
+	__set_bit(idx / tb_group_pages(tv), tv->summary);
 }
 
+/* Set the marks of every page. */
+static void tb_fill(struct touched_vma *tv)
+{
+	unsigned long group_pages = tb_group_pages(tv);
+
+	bitmap_set(tv->marks, 0, tv->nr_pages);
+	bitmap_set(tv->summary, 0, DIV_ROUND_UP(tv->nr_pages, group_pages));
+}
+
+/* Clear the mark of @idx; tb_summarize() must follow. */
 static void tb_clear(struct touched_vma *tv, unsigned long idx)
 {
-	unsigned int l;
+	clear_bit(idx, tv->marks);
+}
 
-	clear_bit(idx, tv->level[0]);
-	for (l = 0; l + 1 < tv->levels; l++) {
-		if (tv->level[l][idx / BITS_PER_LONG])
-			break;
-		idx /= BITS_PER_LONG;
-		__clear_bit(idx, tv->level[l + 1]);
+/* Bring the summary bits of pages @first to @last up to date. */
+static void tb_summarize(struct touched_vma *tv, unsigned long first,
+			 unsigned long last)
+{
+	unsigned long group_pages = tb_group_pages(tv), group, start, end;
+
+	for (group = first / group_pages; group <= last / group_pages; group++) {
+		start = group * group_pages;
+		end = min(tv->nr_pages, start + group_pages);
+		if (find_next_bit(tv->marks, end, start) >= end)
+			__clear_bit(group, tv->summary);
 	}
 }
 
 static bool tb_empty(const struct touched_vma *tv)
 {
-	return !tv->level[tv->levels - 1][0];
+	return bitmap_empty(tv->summary, TOUCHED_SUMMARY_BITS);
 }
 
 /*
- * The first set bit of level 0 at or after @idx, or @tv->nr_pages.  Climbs
- * while the rest of a word is clear and descends only into set summary
- * bits, so the cost follows the set bits, not the size.
+ * The first marked page at or after @idx, or @tv->nr_pages.  Only the
+ * words under set summary bits are read, so the cost follows the marks
+ * (times the words a summary bit covers), not the size of the VMA.
  */
 static unsigned long tb_next(const struct touched_vma *tv, unsigned long idx)
 {
-	unsigned int l = 0;
+	unsigned long group_pages = tb_group_pages(tv);
+	unsigned long groups = DIV_ROUND_UP(tv->nr_pages, group_pages);
+	unsigned long group, end, found;
 
-	for (;;) {
-		unsigned long word = idx / BITS_PER_LONG;
-		unsigned long bits = 0;
-
-		if (idx < tv->nbits[l])
-			bits = tv->level[l][word] &
-			       BITMAP_FIRST_WORD_MASK(idx);
-		if (bits) {
-			idx = word * BITS_PER_LONG + __ffs(bits);
-			if (!l)
-				return idx;
-			l--;
-			idx *= BITS_PER_LONG;
-			continue;
-		}
-		if (l + 1 == tv->levels)
-			return tv->nr_pages;
-		l++;
-		idx = word + 1;
+	while (idx < tv->nr_pages) {
+		group = find_next_bit(tv->summary, groups, idx / group_pages);
+		if (group >= groups)
+			break;
+		idx = max(idx, group * group_pages);
+		end = min(tv->nr_pages, (group + 1) * group_pages);
+		found = find_next_bit(tv->marks, end, idx);
+		if (found < end)
+			return found;
+		idx = end;
 	}
+	return tv->nr_pages;
 }
 
 static unsigned long tv_index(const struct touched_vma *tv, unsigned long addr)
@@ -388,7 +395,7 @@ bool __touched_needs_wp(struct vm_area_struct *vma, unsigned long addr,
 		return true;
 	idx = tv_index(tv, addr);
 	for (i = 0; i < nr; i++)
-		if (idx + i >= tv->nr_pages || !test_bit(idx + i, tv->level[0]))
+		if (idx + i >= tv->nr_pages || !test_bit(idx + i, tv->marks))
 			return true;
 	return false;
 }
@@ -575,7 +582,6 @@ void touched_vma_split_finish(struct touched_split *ts)
 int touched_vma_copy(struct vm_area_struct *new)
 {
 	struct touched_vma *tv;
-	unsigned long idx;
 
 	new->touched = NULL;
 	if (!vma_touch_tracked(new))
@@ -584,8 +590,7 @@ int touched_vma_copy(struct vm_area_struct *new)
 	if (!tv)
 		return -ENOMEM;
 	tv->vma = new;
-	for (idx = 0; idx < tv->nr_pages; idx++)
-		tb_set(tv, idx);
+	tb_fill(tv);
 	tv->tagged = 1;
 	new->touched = tv;
 	return 0;
@@ -986,6 +991,7 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 	spin_lock(&s->tm->lock);
 	for_each_set_bit(i, cleared, nr)
 		tb_clear(tv, first + i);
+	tb_summarize(tv, first, first + nr - 1);
 	if (tb_empty(tv))
 		touched_untag(s->tm, tv);
 	spin_unlock(&s->tm->lock);
@@ -1377,6 +1383,8 @@ static int touched_track(struct mm_struct *mm, unsigned long start,
 
 static int __init touched_sweep_init(void)
 {
+	/* What the documentation promises a tracked VMA costs, marks aside. */
+	BUILD_BUG_ON(sizeof(struct touched_vma) > 128);
 	touched_vma_cachep = KMEM_CACHE(touched_vma,
 					SLAB_PANIC | SLAB_ACCOUNT | SLAB_NO_MERGE);
 	touched_mm_cachep = KMEM_CACHE(touched_mm,
