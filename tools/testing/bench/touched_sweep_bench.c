@@ -1,0 +1,970 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * touched_sweep_bench: what a sweep costs with touched_sweep(2), with
+ * PAGEMAP_SCAN over userfaultfd async write-protect, and with soft-dirty,
+ * measured side by side in one boot.
+ *
+ * Every measurement runs in a child process of its own, so that no
+ * mechanism's state (a userfaultfd context, soft-dirty VMA flags, the
+ * per-mm tracking state) carries over into the next one.  A child maps and
+ * populates its memory, opts it in, sweeps once to start clean, and then
+ * repeats: write some random pages (timing the first writes), then time one
+ * sweep that reports and clears (re-arms) them.  The first WARMUP_RUNS
+ * rounds are not timed.  A sweep that reports fewer
+ * pages than were written is an error, so a mechanism cannot look fast by
+ * missing writes.
+ *
+ * Results go out as JSON lines, one object per measurement, for
+ * tools/testing/ktest/bench.py to summarise.  Progress goes to stderr.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <linux/fs.h>
+#include <linux/touched_sweep.h>
+#include <linux/userfaultfd.h>
+
+#ifndef __NR_touched_sweep
+#define __NR_touched_sweep 463
+#endif
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434
+#endif
+
+#define PAGE		4096UL
+#define HPAGE		(2UL << 20)
+#define MIB		(1UL << 20)
+#define PM_SOFT_DIRTY	(1ULL << 55)
+/* Room for every range of the largest touched-scaling step in one call. */
+#define VEC_LEN		(1UL << 17)
+#define MAX_SAMPLES	64
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+/* Rounds run and thrown away before the timed ones. */
+#define WARMUP_RUNS	2
+
+static int out_fd = STDOUT_FILENO;
+static int runs = 11;
+static bool quick;
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("touched_sweep_bench: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* xorshift64*: fixed seed, so every mechanism writes the same pages. */
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+/* One JSON line, written with a single write() so children never mix. */
+struct line {
+	char buf[8192];
+	size_t len;
+};
+
+static void line_add(struct line *l, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(l->buf) - l->len)
+		die("JSON line too long");
+	l->len += n;
+}
+
+static void line_samples(struct line *l, const char *key, const double *v,
+			 int n)
+{
+	int i;
+
+	line_add(l, ", \"%s\": [", key);
+	for (i = 0; i < n; i++)
+		line_add(l, "%s%.3f", i ? ", " : "", v[i]);
+	line_add(l, "]");
+}
+
+static void line_emit(struct line *l)
+{
+	line_add(l, "}\n");
+	if (write(out_fd, l->buf, l->len) != (ssize_t)l->len)
+		die("writing results: %s", strerror(errno));
+}
+
+static void emit_skip(const char *scenario, const char *mech,
+		      const char *reason)
+{
+	struct line l = { .len = 0 };
+
+	line_add(&l, "{\"type\": \"skip\", \"scenario\": \"%s\", "
+		 "\"mechanism\": \"%s\", \"reason\": \"%s\"", scenario, mech,
+		 reason);
+	line_emit(&l);
+}
+
+static void emit_error(const char *scenario, const char *mech,
+		       const char *what)
+{
+	struct line l = { .len = 0 };
+
+	line_add(&l, "{\"type\": \"error\", \"scenario\": \"%s\", "
+		 "\"mechanism\": \"%s\", \"error\": \"%s\"", scenario, mech,
+		 what);
+	line_emit(&l);
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+static int read_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return 0;
+}
+
+/*
+ * The regions a measurement tracks: @nr VMAs of @pages pages each, one
+ * page-sized hole apart so that they can never merge.
+ */
+struct layout {
+	char *base;
+	size_t span;		/* bytes from base to the end of the last VMA */
+	unsigned long nr;
+	unsigned long pages;	/* per VMA */
+	bool thp;
+};
+
+static char *vma_addr(const struct layout *lo, unsigned long i)
+{
+	return lo->base + i * (lo->pages + 1) * PAGE;
+}
+
+static void layout_map(struct layout *lo, bool populate)
+{
+	size_t len = lo->pages * PAGE;
+	size_t span = lo->nr * (lo->pages + 1) * PAGE - PAGE;
+	size_t reserve = span + (lo->thp ? HPAGE : 0);
+	unsigned long i;
+	char *p;
+
+	p = mmap(NULL, reserve, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap %zu bytes: %s", reserve, strerror(errno));
+	if (lo->thp) {
+		char *aligned = (char *)(((uintptr_t)p + HPAGE - 1) &
+					 ~(HPAGE - 1));
+
+		if (aligned > p)
+			munmap(p, aligned - p);
+		munmap(aligned + span, p + reserve - (aligned + span));
+		p = aligned;
+	}
+	lo->base = p;
+	lo->span = span;
+	for (i = 0; i + 1 < lo->nr; i++)
+		munmap(vma_addr(lo, i) + len, PAGE);
+	for (i = 0; i < lo->nr; i++) {
+		char *v = vma_addr(lo, i);
+		size_t off;
+
+		madvise(v, len, lo->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+		if (!populate)
+			continue;
+		for (off = 0; off < len; off += PAGE)
+			v[off] = 1;
+	}
+}
+
+static long anon_huge_kib(void)
+{
+	char buf[4096], *p;
+
+	if (read_file("/proc/self/smaps_rollup", buf, sizeof(buf)))
+		return -1;
+	p = strstr(buf, "AnonHugePages:");
+	return p ? strtol(p + 14, NULL, 10) : -1;
+}
+
+/*
+ * A mechanism: how to opt one VMA in, and how to sweep a window (report and
+ * re-arm), returning how many pages it reported written.
+ */
+struct mechanism {
+	const char *name;
+	int (*open)(char *why, size_t whylen);
+	int (*track)(char *addr, size_t len);
+	long (*sweep)(char *start, char *end);
+};
+
+/* touched_sweep(2) */
+static int ts_pidfd = -1;
+static struct touched_range *ts_vec;
+
+static long ts_call(unsigned int op, unsigned int flags, char *start,
+		    char *end, struct touched_sweep_args *args)
+{
+	memset(args, 0, sizeof(*args));
+	args->size = sizeof(*args);
+	args->op = op;
+	args->flags = flags;
+	args->start = (uintptr_t)start;
+	args->end = (uintptr_t)end;
+	if (op == TOUCHED_SWEEP_OP_SWEEP) {
+		args->vec = (uintptr_t)ts_vec;
+		args->vec_len = VEC_LEN;
+	}
+	return syscall(__NR_touched_sweep, ts_pidfd, args);
+}
+
+static int ts_open(char *why, size_t whylen)
+{
+	struct touched_sweep_args args;
+
+	ts_pidfd = syscall(__NR_pidfd_open, getpid(), 0);
+	if (ts_pidfd < 0) {
+		snprintf(why, whylen, "pidfd_open: %s", strerror(errno));
+		return -1;
+	}
+	ts_vec = calloc(VEC_LEN, sizeof(*ts_vec));
+	if (!ts_vec)
+		die("out of memory");
+	/* An empty window: tells ENOSYS apart without touching anything. */
+	if (ts_call(TOUCHED_SWEEP_OP_SWEEP, 0, NULL, NULL, &args) < 0) {
+		snprintf(why, whylen, "touched_sweep: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int ts_track(char *addr, size_t len)
+{
+	struct touched_sweep_args args;
+
+	return ts_call(TOUCHED_SWEEP_OP_TRACK, 0, addr, addr + len, &args) ?
+	       -errno : 0;
+}
+
+static long ts_sweep(char *start, char *end)
+{
+	struct touched_sweep_args args;
+	long pages = 0, n, i;
+
+	while (start < end) {
+		n = ts_call(TOUCHED_SWEEP_OP_SWEEP, TOUCHED_SWEEP_CLEAR,
+			    start, end, &args);
+		if (n < 0)
+			return -errno;
+		for (i = 0; i < n; i++)
+			if (ts_vec[i].flags & TOUCHED_RANGE_TOUCHED)
+				pages += (ts_vec[i].end - ts_vec[i].start) /
+					 PAGE;
+		start = (char *)(uintptr_t)args.walk_end;
+	}
+	return pages;
+}
+
+/* PAGEMAP_SCAN over userfaultfd asynchronous write-protect */
+static int pm_uffd = -1, pm_pagemap = -1;
+static struct page_region *pm_vec;
+
+static int pm_open(char *why, size_t whylen)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
+	};
+
+	pm_uffd = syscall(__NR_userfaultfd,
+			  O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (pm_uffd < 0) {
+		snprintf(why, whylen, "userfaultfd: %s", strerror(errno));
+		return -1;
+	}
+	if (ioctl(pm_uffd, UFFDIO_API, &api)) {
+		snprintf(why, whylen, "UFFDIO_API async WP: %s",
+			 strerror(errno));
+		return -1;
+	}
+	pm_pagemap = open("/proc/self/pagemap", O_RDONLY);
+	if (pm_pagemap < 0) {
+		snprintf(why, whylen, "pagemap: %s", strerror(errno));
+		return -1;
+	}
+	pm_vec = calloc(VEC_LEN, sizeof(*pm_vec));
+	if (!pm_vec)
+		die("out of memory");
+	return 0;
+}
+
+static int pm_track(char *addr, size_t len)
+{
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	struct uffdio_writeprotect wp = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+
+	if (ioctl(pm_uffd, UFFDIO_REGISTER, &reg) ||
+	    ioctl(pm_uffd, UFFDIO_WRITEPROTECT, &wp))
+		return -errno;
+	return 0;
+}
+
+static long pm_sweep(char *start, char *end)
+{
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg),
+		.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+		.vec = (uintptr_t)pm_vec,
+		.vec_len = VEC_LEN,
+		.category_mask = PAGE_IS_WRITTEN,
+		.return_mask = PAGE_IS_WRITTEN,
+	};
+	long pages = 0, n, i;
+
+	while (start < end) {
+		arg.start = (uintptr_t)start;
+		arg.end = (uintptr_t)end;
+		n = ioctl(pm_pagemap, PAGEMAP_SCAN, &arg);
+		if (n < 0)
+			return -errno;
+		for (i = 0; i < n; i++)
+			pages += (pm_vec[i].end - pm_vec[i].start) / PAGE;
+		start = (char *)(uintptr_t)arg.walk_end;
+	}
+	return pages;
+}
+
+/* soft-dirty: read pagemap bit 55, then clear_refs "4" for the whole mm */
+static int sd_pagemap = -1, sd_clear_refs = -1;
+static uint64_t *sd_buf;
+static size_t sd_buf_pages;
+
+static int sd_open(char *why, size_t whylen)
+{
+	sd_pagemap = open("/proc/self/pagemap", O_RDONLY);
+	sd_clear_refs = open("/proc/self/clear_refs", O_WRONLY);
+	if (sd_pagemap < 0 || sd_clear_refs < 0) {
+		snprintf(why, whylen, "pagemap or clear_refs: %s",
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int sd_track(char *addr, size_t len)
+{
+	(void)addr;
+	(void)len;
+	return 0;
+}
+
+static long sd_sweep(char *start, char *end)
+{
+	size_t pages = (end - start) / PAGE, i;
+	long dirty = 0;
+	ssize_t n;
+
+	if (pages > sd_buf_pages) {
+		free(sd_buf);
+		sd_buf = malloc(pages * sizeof(*sd_buf));
+		if (!sd_buf)
+			die("out of memory");
+		sd_buf_pages = pages;
+	}
+	n = pread(sd_pagemap, sd_buf, pages * sizeof(*sd_buf),
+		  (uintptr_t)start / PAGE * sizeof(*sd_buf));
+	if (n != (ssize_t)(pages * sizeof(*sd_buf)))
+		return n < 0 ? -errno : -EIO;
+	for (i = 0; i < pages; i++)
+		if (sd_buf[i] & PM_SOFT_DIRTY)
+			dirty++;
+	if (pwrite(sd_clear_refs, "4", 1, 0) != 1)
+		return -errno;
+	return dirty;
+}
+
+/* untracked memory: the baseline for the first-write cost */
+static int un_open(char *why, size_t whylen)
+{
+	(void)why;
+	(void)whylen;
+	return 0;
+}
+
+static long un_sweep(char *start, char *end)
+{
+	(void)start;
+	(void)end;
+	return 0;
+}
+
+static const struct mechanism mechanisms[] = {
+	{ "touched_sweep", ts_open, ts_track, ts_sweep },
+	{ "pagemap_scan", pm_open, pm_track, pm_sweep },
+	{ "soft_dirty", sd_open, sd_track, sd_sweep },
+};
+
+static const struct mechanism untracked = {
+	"untracked", un_open, sd_track, un_sweep
+};
+
+/*
+ * Which pages to write: @touched distinct pages, each in a different VMA
+ * when there are at least as many VMAs as pages.
+ */
+static void pick_pages(const struct layout *lo, unsigned long touched,
+		       char **out)
+{
+	unsigned long total = lo->nr * lo->pages, i, j, idx;
+	bool by_vma = lo->nr >= touched && lo->nr > 1;
+	unsigned long space = by_vma ? lo->nr : total;
+	uint8_t *used = calloc((space + 7) / 8, 1);
+
+	if (!used)
+		die("out of memory");
+	for (i = 0; i < touched; i++) {
+		do {
+			idx = rng() % space;
+		} while (used[idx / 8] & (1 << (idx % 8)));
+		used[idx / 8] |= 1 << (idx % 8);
+		if (by_vma) {
+			j = rng() % lo->pages;
+			out[i] = vma_addr(lo, idx) + j * PAGE;
+		} else {
+			out[i] = vma_addr(lo, idx / lo->pages) +
+				 (idx % lo->pages) * PAGE;
+		}
+	}
+	free(used);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+	double s[MAX_SAMPLES];
+
+	memcpy(s, v, n * sizeof(*v));
+	qsort(s, n, sizeof(*s), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+struct sweep_case {
+	const char *scenario;
+	unsigned long vmas;
+	unsigned long pages;	/* per VMA */
+	unsigned long touched;
+	bool thp;
+};
+
+/* One measurement, in the calling (child) process. */
+static int measure(const struct sweep_case *c, const struct mechanism *m)
+{
+	double sweep_us[MAX_SAMPLES], write_ns[MAX_SAMPLES];
+	struct layout lo = {
+		.nr = c->vmas, .pages = c->pages, .thp = c->thp,
+	};
+	char why[256], msg[320];
+	struct line l = { .len = 0 };
+	char *end, **pages;
+	unsigned long i;
+	long found, huge_kib = -1;
+	int r;
+
+	if (m->open(why, sizeof(why))) {
+		emit_skip(c->scenario, m->name, why);
+		return 0;
+	}
+	pages = calloc(c->touched, sizeof(*pages));
+	if (!pages)
+		die("out of memory");
+	layout_map(&lo, true);
+	end = lo.base + lo.span;
+	for (i = 0; i < lo.nr; i++) {
+		r = m->track(vma_addr(&lo, i), lo.pages * PAGE);
+		if (r) {
+			snprintf(msg, sizeof(msg), "opting in: %s",
+				 strerror(-r));
+			emit_error(c->scenario, m->name, msg);
+			return 1;
+		}
+	}
+	if (c->thp)
+		huge_kib = anon_huge_kib();
+	/* Start clean: everything populated above counts as written. */
+	if (m->sweep(lo.base, end) < 0) {
+		emit_error(c->scenario, m->name, "first sweep failed");
+		return 1;
+	}
+	rng_state = 0x9E3779B97F4A7C15ULL ^ c->touched ^ (c->vmas << 20);
+	/* The first rounds also pay for translating code and warming caches. */
+	for (r = -WARMUP_RUNS; r < runs; r++) {
+		double write_one, sweep_one;
+		uint64_t t0, t1;
+
+		pick_pages(&lo, c->touched, pages);
+		t0 = now_ns();
+		for (i = 0; i < c->touched; i++)
+			*(volatile uint64_t *)(pages[i] + 64) = r + 1;
+		t1 = now_ns();
+		write_one = (double)(t1 - t0) / c->touched;
+
+		t0 = now_ns();
+		found = m->sweep(lo.base, end);
+		t1 = now_ns();
+		sweep_one = (t1 - t0) / 1000.0;
+		if (found < 0) {
+			snprintf(msg, sizeof(msg), "sweep: %s",
+				 strerror(-found));
+			emit_error(c->scenario, m->name, msg);
+			return 1;
+		}
+		if (m != &untracked && (unsigned long)found < c->touched) {
+			snprintf(msg, sizeof(msg),
+				 "sweep reported %ld pages, %lu were written",
+				 found, c->touched);
+			emit_error(c->scenario, m->name, msg);
+			return 1;
+		}
+		if (r < 0)
+			continue;
+		write_ns[r] = write_one;
+		sweep_us[r] = sweep_one;
+	}
+	line_add(&l, "{\"type\": \"measurement\", \"scenario\": \"%s\", "
+		 "\"mechanism\": \"%s\", \"tracked_mib\": %.3f, "
+		 "\"touched_pages\": %lu, \"vmas\": %lu, \"thp\": %s",
+		 c->scenario, m->name,
+		 (double)c->vmas * c->pages * PAGE / MIB, c->touched, c->vmas,
+		 c->thp ? "true" : "false");
+	if (c->thp)
+		line_add(&l, ", \"anon_huge_kib\": %ld", huge_kib);
+	line_samples(&l, "sweep_us", sweep_us, m == &untracked ? 0 : runs);
+	line_samples(&l, "first_write_ns", write_ns, runs);
+	line_emit(&l);
+	fprintf(stderr, "  %-13s %-12s %9.1f MiB %6lu VMAs %6lu pages: "
+		"sweep %10.1f us, first write %8.0f ns/page\n", c->scenario,
+		m->name, (double)c->vmas * c->pages * PAGE / MIB, c->vmas,
+		c->touched, m == &untracked ? 0.0 : median(sweep_us, runs),
+		median(write_ns, runs));
+	return 0;
+}
+
+/* Run @fn(@c, @m) in a child of its own; returns non-zero on failure. */
+static int in_child(int (*fn)(const struct sweep_case *,
+			      const struct mechanism *),
+		    const struct sweep_case *c, const struct mechanism *m)
+{
+	int status;
+	pid_t pid;
+
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (!pid)
+		_exit(fn(c, m));
+	if (waitpid(pid, &status, 0) < 0)
+		die("waitpid: %s", strerror(errno));
+	if (WIFEXITED(status) && !WEXITSTATUS(status))
+		return 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 1) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "benchmark child died (status %#x)",
+			 status);
+		emit_error(c->scenario, m->name, msg);
+	}
+	return 1;
+}
+
+static int run_all_mechanisms(const struct sweep_case *c)
+{
+	unsigned int i;
+	int failed = 0;
+
+	for (i = 0; i < ARRAY_SIZE(mechanisms); i++)
+		failed |= in_child(measure, c, &mechanisms[i]);
+	return failed;
+}
+
+static const unsigned long size_mib[] = { 64, 256, 1024, 2048 };
+
+static int scenario_size(bool thp)
+{
+	unsigned int i, n = quick ? 2 : 4;
+	int failed = 0;
+
+	for (i = 0; i < n; i++) {
+		struct sweep_case c = {
+			.scenario = thp ? "thp" : "size", .vmas = 1,
+			.pages = size_mib[i] * MIB / PAGE, .touched = 256,
+			.thp = thp,
+		};
+
+		failed |= run_all_mechanisms(&c);
+	}
+	return failed;
+}
+
+static int scenario_touched(void)
+{
+	unsigned long touched, max = quick ? 4096 : 65536;
+	int failed = 0;
+
+	for (touched = 16; touched <= max; touched *= 4) {
+		struct sweep_case c = {
+			.scenario = "touched", .vmas = 1,
+			.pages = (quick ? 256 : 1024) * MIB / PAGE,
+			.touched = touched,
+		};
+
+		failed |= run_all_mechanisms(&c);
+	}
+	return failed;
+}
+
+static int scenario_vmas(void)
+{
+	unsigned long vmas, max = quick ? 1000 : 10000;
+	int failed = 0;
+
+	for (vmas = 10; vmas <= max; vmas *= 10) {
+		struct sweep_case c = {
+			.scenario = "vmas", .vmas = vmas, .pages = 4,
+			.touched = 10,
+		};
+
+		failed |= run_all_mechanisms(&c);
+	}
+	return failed;
+}
+
+static int scenario_first_write(void)
+{
+	struct sweep_case c = {
+		.scenario = "first_write", .vmas = 1,
+		.pages = 256 * MIB / PAGE, .touched = 4096,
+	};
+
+	return run_all_mechanisms(&c) | in_child(measure, &c, &untracked);
+}
+
+/*
+ * Kernel memory as the allocators count it: unreclaimable slab (which
+ * includes large kmalloc allocations) plus vmalloc, after folding the
+ * per-CPU counters.
+ */
+static long kernel_bytes(void)
+{
+	char buf[8192], *p;
+	long slab, vmalloc;
+
+	if (write_file("/proc/sys/vm/stat_refresh", "1"))
+		return -1;
+	if (read_file("/proc/meminfo", buf, sizeof(buf)))
+		return -1;
+	p = strstr(buf, "\nSUnreclaim:");
+	slab = p ? strtol(p + 12, NULL, 10) : -1;
+	p = strstr(buf, "\nVmallocUsed:");
+	vmalloc = p ? strtol(p + 13, NULL, 10) : -1;
+	if (slab < 0 || vmalloc < 0)
+		return -1;
+	return (slab + vmalloc) * 1024;
+}
+
+/*
+ * Tracking memory of @c->vmas VMAs of @c->pages pages, none populated:
+ * tracking state does not depend on population.  Per repetition, the
+ * allocator counters before opting in and after.  A few VMAs are opted in
+ * and out first so that the per-mm state and a partial slab exist, which
+ * leaves the figure to what the VMAs themselves cost.
+ */
+static int measure_memory(const struct sweep_case *c,
+			  const struct mechanism *m)
+{
+	struct layout lo = { .nr = c->vmas, .pages = c->pages };
+	struct layout warm = { .nr = 64, .pages = 1 };
+	struct touched_sweep_args args;
+	long bytes[MAX_SAMPLES], before, after;
+	unsigned long i, budget;
+	struct line l = { .len = 0 };
+	char why[256];
+	int r;
+
+	if (m->open(why, sizeof(why))) {
+		emit_skip(c->scenario, m->name, why);
+		return 0;
+	}
+	layout_map(&lo, false);
+	layout_map(&warm, false);
+	for (i = 0; i < warm.nr; i++)
+		m->track(vma_addr(&warm, i), PAGE);
+	ts_call(TOUCHED_SWEEP_OP_UNTRACK, 0, warm.base, warm.base + warm.span,
+		&args);
+	for (r = 0; r < runs; r++) {
+		before = kernel_bytes();
+		for (i = 0; i < lo.nr; i++)
+			if (m->track(vma_addr(&lo, i), lo.pages * PAGE)) {
+				emit_error(c->scenario, m->name, "opting in");
+				return 1;
+			}
+		after = kernel_bytes();
+		if (before < 0 || after < 0) {
+			emit_error(c->scenario, m->name,
+				   "reading /proc/meminfo");
+			return 1;
+		}
+		bytes[r] = after - before;
+		if (ts_call(TOUCHED_SWEEP_OP_UNTRACK, 0, lo.base,
+			    lo.base + lo.span, &args)) {
+			emit_error(c->scenario, m->name, "opting out");
+			return 1;
+		}
+	}
+	budget = c->vmas * c->pages / 8 + c->vmas * 128;
+	line_add(&l, "{\"type\": \"memory\", \"mechanism\": \"%s\", "
+		 "\"what\": \"%s\", \"tracked_mib\": %.3f, \"vmas\": %lu, "
+		 "\"budget_bytes\": %lu, \"bytes\": [", m->name, c->scenario,
+		 (double)c->vmas * c->pages * PAGE / MIB, c->vmas, budget);
+	for (r = 0; r < runs; r++)
+		line_add(&l, "%s%ld", r ? ", " : "", bytes[r]);
+	line_add(&l, "]");
+	line_emit(&l);
+	fprintf(stderr, "  memory %-7s %9.1f MiB %6lu VMAs: %ld bytes "
+		"(budget %lu)\n", c->scenario,
+		(double)c->vmas * c->pages * PAGE / MIB, c->vmas, bytes[runs / 2],
+		budget);
+	return 0;
+}
+
+static int scenario_memory(void)
+{
+	/* 8 GiB in one VMA: the per-page cost, well above page rounding. */
+	struct sweep_case per_gib = {
+		.scenario = "per_gib", .vmas = 1, .pages = (8UL << 30) / PAGE,
+	};
+	/* Many one-page VMAs: the per-VMA cost. */
+	struct sweep_case per_vma = {
+		.scenario = "per_vma", .vmas = quick ? 1000 : 10000, .pages = 1,
+	};
+
+	return in_child(measure_memory, &per_gib, &mechanisms[0]) |
+	       in_child(measure_memory, &per_vma, &mechanisms[0]);
+}
+
+static void wait_for_tsc(const char **clocksource)
+{
+	static char buf[64];
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		if (!read_file("/sys/devices/system/clocksource/clocksource0/"
+			       "current_clocksource", buf, sizeof(buf))) {
+			buf[strcspn(buf, "\n")] = '\0';
+			if (!strcmp(buf, "tsc"))
+				break;
+		}
+		usleep(100000);
+	}
+	*clocksource = buf;
+	if (strcmp(buf, "tsc"))
+		fprintf(stderr, "touched_sweep_bench: clocksource is %s, not "
+			"tsc; timings are coarse\n", buf);
+}
+
+static void emit_meta(const char *clocksource)
+{
+	struct line l = { .len = 0 };
+	struct utsname u;
+	char buf[8192], *p;
+
+	uname(&u);
+	buf[0] = '\0';
+	read_file("/proc/meminfo", buf, sizeof(buf));
+	p = strstr(buf, "MemTotal:");
+	line_add(&l, "{\"type\": \"meta\", \"kernel\": \"%s\", "
+		 "\"clocksource\": \"%s\", \"cpus\": %ld, "
+		 "\"mem_total_kib\": %ld, \"page_size\": %ld, \"runs\": %d",
+		 u.release, clocksource, sysconf(_SC_NPROCESSORS_ONLN),
+		 p ? strtol(p + 9, NULL, 10) : -1L, sysconf(_SC_PAGESIZE),
+		 runs);
+	line_emit(&l);
+}
+
+static const char *const scenario_names[] = {
+	"size", "touched", "vmas", "first_write", "memory", "thp",
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: touched_sweep_bench [-o FILE] [-r RUNS] [-q] [SCENARIO...]\n"
+"\n"
+"Time a sweep (report and re-arm) of touched_sweep(2), PAGEMAP_SCAN with\n"
+"userfaultfd async write-protect, and soft-dirty, and the first write\n"
+"after one.  Writes JSON lines to FILE (default stdout), progress to\n"
+"stderr.  Needs root (for /proc/sys/vm/stat_refresh and THP settings).\n"
+"\n"
+"Scenarios (default: all):\n"
+"  size         64 MiB to 2 GiB tracked, 256 random pages written\n"
+"  touched      1 GiB tracked, 16 to 65536 pages written\n"
+"  vmas         10 to 10000 tracked VMAs of 4 pages, 10 written\n"
+"  first_write  per-page cost of the first write after a sweep\n"
+"  memory       kernel memory per tracked GiB and per tracked VMA\n"
+"  thp          like size, on transparent huge pages\n"
+"\n"
+"  -o FILE   write the results to FILE\n"
+"  -r RUNS   repetitions per measurement (default 11, at most %d)\n"
+"  -q        quick: fewer and smaller steps, to check the benchmark\n",
+		MAX_SAMPLES);
+}
+
+int main(int argc, char **argv)
+{
+	const char *clocksource;
+	bool want[ARRAY_SIZE(scenario_names)] = { false };
+	bool any = false;
+	int opt, failed = 0;
+	unsigned int i;
+
+	while ((opt = getopt(argc, argv, "o:r:qh")) != -1) {
+		switch (opt) {
+		case 'o':
+			out_fd = open(optarg, O_WRONLY | O_CREAT | O_TRUNC |
+				      O_APPEND, 0644);
+			if (out_fd < 0)
+				die("%s: %s", optarg, strerror(errno));
+			break;
+		case 'r':
+			runs = atoi(optarg);
+			if (runs < 1 || runs > MAX_SAMPLES)
+				die("-r: between 1 and %d", MAX_SAMPLES);
+			break;
+		case 'q':
+			quick = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	for (; optind < argc; optind++) {
+		for (i = 0; i < ARRAY_SIZE(scenario_names); i++)
+			if (!strcmp(argv[optind], scenario_names[i]))
+				break;
+		if (i == ARRAY_SIZE(scenario_names)) {
+			fprintf(stderr, "touched_sweep_bench: no scenario "
+				"'%s'\n", argv[optind]);
+			usage(stderr);
+			return 2;
+		}
+		want[i] = true;
+		any = true;
+	}
+	if (!any)
+		memset(want, true, sizeof(want));
+
+	wait_for_tsc(&clocksource);
+	/* THP only where a scenario asks for it with MADV_HUGEPAGE. */
+	if (write_file("/sys/kernel/mm/transparent_hugepage/enabled",
+		       "madvise"))
+		fprintf(stderr, "touched_sweep_bench: cannot set THP to "
+			"madvise; THP results may be mixed\n");
+	emit_meta(clocksource);
+
+	if (want[0]) {
+		fprintf(stderr, "size scaling\n");
+		failed |= scenario_size(false);
+	}
+	if (want[1]) {
+		fprintf(stderr, "touched scaling\n");
+		failed |= scenario_touched();
+	}
+	if (want[2]) {
+		fprintf(stderr, "many VMAs\n");
+		failed |= scenario_vmas();
+	}
+	if (want[3]) {
+		fprintf(stderr, "first-write cost\n");
+		failed |= scenario_first_write();
+	}
+	if (want[4]) {
+		fprintf(stderr, "memory overhead\n");
+		failed |= scenario_memory();
+	}
+	if (want[5]) {
+		fprintf(stderr, "transparent huge pages\n");
+		failed |= scenario_size(true);
+	}
+	return failed;
+}
