@@ -14,13 +14,16 @@ PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
 PYSWEEP_EXT_STAMP := build/py/.built
 
 .PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \
-	lint vm-run demo probe-kvm mm-baseline clean distclean
+	lint vm-run demo bench probe-kvm mm-baseline clean distclean
 
 all: help
 
 help:
 	@echo "make test          install, build and run every test (host, then one guest boot)"
 	@echo "make demo          the main job"
+	@echo "make bench         benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty"
+	@echo "                   in one guest boot: build/bench/results.json, plots, targets"
+	@echo "                   (KTEST_ARGS='--quick' or '--runs N'; see $(KTEST) bench --help)"
 	@echo "make kernel        build the plain guest kernel (build/obj-plain)"
 	@echo "make kernel-debug  build the debug guest kernel (KASAN, lockdep; build/obj-debug)"
 	@echo "make selftests     build the kselftests"
@@ -80,6 +83,12 @@ demo: deps
 	@echo "The demo arrives with the tracking core: for now the kernel"
 	@echo "rejects valid touched_sweep() calls with EOPNOTSUPP."
 	@echo "Run 'make test' to build, boot and test what exists."
+
+# One guest boot with 6 GiB of memory and an hour's timeout; the raw JSON
+# lines, results.json and the plots go to build/bench/.
+bench:
+	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps --bench
+	@$(KTEST) bench $(KTEST_ARGS)
 
 probe-kvm: kernel
 	@$(KTEST) probe-kvm

@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench
 import kbuild
 import mmselftests
 import suite
@@ -93,6 +94,35 @@ def main(argv: list[str] | None = None) -> int:
                    help="boots to run (default: %(default)s)")
     vm.add_run_arguments(p)
 
+    p = sub.add_parser(
+        "bench", help="benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty",
+        description="Build the kernel and the benchmark "
+                    f"({bench.show(bench.SOURCE)}), boot the kernel once to "
+                    "run it, then write build/bench/results.json, the PNG plots and a "
+                    "table with the targets.  A missed target is reported, not an error: "
+                    "the exit status is non-zero only if the run or the benchmark failed.",
+        epilog="Arguments after -- go to the benchmark program as they are; scenario "
+               "names (size, touched, vmas, first_write, memory, thp) run only those, "
+               "e.g. 'ktest bench --quick -- size vmas'.  Through make: "
+               "make bench KTEST_ARGS='--quick -- size vmas'.")
+    _flavour_arg(p, "plain")
+    vm.add_run_arguments(p)
+    p.set_defaults(memory=bench.MEMORY, timeout=bench.TIMEOUT)
+    p.add_argument("--runs", type=int, metavar="N",
+                   help="repetitions of each measurement (the benchmark's -r; "
+                        "default: its own)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer and smaller steps, to check that the benchmark works "
+                        "(the benchmark's -q)")
+    p.add_argument("--report-only", type=Path, metavar="JSONL",
+                   help="boot nothing: re-make the results, plots and table from "
+                        f"JSONL (e.g. {bench.show(bench.RAW_JSONL)}); "
+                        "the accelerator, date and guest size come from the "
+                        "run.json beside it if there is one; --accel tcg|kvm "
+                        "names the accelerator")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER,
+                   help="further options for the benchmark program, after --")
+
     p = sub.add_parser("probe-kvm", help="say whether KVM really works here")
 
     args = parser.parse_args(argv)
@@ -117,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
             return suite.lint()
         if args.command == "mm-baseline":
             return record_mm_baseline(args)
+        if args.command == "bench":
+            if args.report_only:
+                return bench.report_only(args.report_only, args.accel)
+            extra = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
+            if args.runs is not None:
+                if args.runs < 1:
+                    parser.error("bench: --runs must be at least 1")
+                extra = ["-r", str(args.runs), *extra]
+            if args.quick:
+                extra = ["-q", *extra]
+            return bench.run(args.flavour, vm.options_from_args(args), extra)
         if args.command == "probe-kvm":
             ok, why = vm.kvm_usable(force=True)
             print(("KVM usable: " if ok else "KVM not usable: ") + why)
