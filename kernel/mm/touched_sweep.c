@@ -791,8 +791,11 @@ static struct mm_struct *touched_sweep_get_mm(int pidfd)
 	return mm;
 }
 
-/* Entries collected under mmap_lock, copied out after dropping it. */
-#define TOUCHED_SWEEP_BATCH	(PAGE_SIZE / sizeof(struct touched_range))
+/*
+ * Entries collected under mmap_lock, copied out after dropping it: as many
+ * as a page table has entries, as PAGEMAP_SCAN does.
+ */
+#define TOUCHED_SWEEP_BATCH	PTRS_PER_PTE
 
 /**
  * struct touched_sweep - one sweep in progress
@@ -867,7 +870,7 @@ static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
 		if (!folio)
 			return false;
 		return folio_maybe_dma_pinned(folio) ||
-		       (folio_test_anon(folio) && !pte_dirty(pte) &&
+		       (!pte_dirty(pte) && folio_test_anon(folio) &&
 			!folio_test_dirty(folio) &&
 			!folio_test_swapcache(folio));
 	}
@@ -918,12 +921,13 @@ static unsigned long sweep_test_range(struct touched_sweep *s,
  * TLB entry in between lands before the sweep returns, so before the caller
  * copies the page it is told about, and mm_tlb_flush_pending() tells other
  * paths that such entries may exist.  Returns where it stopped: @end, or
- * the first page that did not fit.
+ * the first page that did not fit; *@next is the index of the first marked
+ * page at or after @end, looked up while the tracking lock is held anyway.
  */
 static unsigned long sweep_clear_table(struct touched_sweep *s,
 				       struct touched_vma *tv,
 				       unsigned long addr, unsigned long end,
-				       bool report)
+				       bool report, unsigned long *next)
 {
 	struct vm_area_struct *vma = tv->vma;
 	DECLARE_BITMAP(marked, PTRS_PER_PTE);
@@ -944,10 +948,18 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 	/* Marks may outlive page tables (zaps, mremap): allocate them then. */
 	start_pte = get_locked_pte(s->mm, addr, &ptl);
 
-	spin_lock(&s->tm->lock);
-	for (i = tb_next(tv, first); i < first + nr; i = tb_next(tv, i + 1))
+	/*
+	 * Marks change only under the page table lock of their entries, so
+	 * the table's lock is enough to read them; without a table, take the
+	 * tracking lock.
+	 */
+	if (!start_pte)
+		spin_lock(&s->tm->lock);
+	for (i = find_next_bit(tv->marks, first + nr, first); i < first + nr;
+	     i = find_next_bit(tv->marks, first + nr, i + 1))
 		__set_bit(i - first, marked);
-	spin_unlock(&s->tm->lock);
+	if (!start_pte)
+		spin_unlock(&s->tm->lock);
 
 	for_each_set_bit(i, marked, nr) {
 		unsigned long page = addr + i * PAGE_SIZE;
@@ -994,6 +1006,7 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 	tb_summarize(tv, first, first + nr - 1);
 	if (tb_empty(tv))
 		touched_untag(s->tm, tv);
+	*next = tb_next(tv, first + nr);
 	spin_unlock(&s->tm->lock);
 
 	if (start_pte)
@@ -1014,24 +1027,26 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 
 	if (s->clear)
 		tlb_start_vma(&s->tlb, tv->vma);
-	while (addr < end) {
-		spin_lock(&s->tm->lock);
-		idx = tb_next(tv, tv_index(tv, addr));
-		spin_unlock(&s->tm->lock);
-		if (idx >= tv->nr_pages)
-			break;
+	spin_lock(&s->tm->lock);
+	idx = tb_next(tv, tv_index(tv, addr));
+	spin_unlock(&s->tm->lock);
+	while (idx < tv->nr_pages) {
 		page = tv->vma->vm_start + idx * PAGE_SIZE;
 		if (page >= end)
 			break;
 		table_end = pmd_addr_end(page, end);
-		if (s->clear)
-			stop = sweep_clear_table(s, tv, page, table_end, report);
-		else
+		if (s->clear) {
+			stop = sweep_clear_table(s, tv, page, table_end, report,
+						 &idx);
+		} else {
 			stop = sweep_test_range(s, tv, page, table_end, report);
+			spin_lock(&s->tm->lock);
+			idx = tb_next(tv, tv_index(tv, table_end));
+			spin_unlock(&s->tm->lock);
+		}
 		if (stop < table_end)
 			break;
 		stop = end;
-		addr = table_end;
 		cond_resched();
 	}
 	if (s->clear)
@@ -1141,17 +1156,18 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		.addr = args->start,
 		.end = args->end,
 	};
-	unsigned long copied = 0;
+	unsigned long copied = 0, batch;
 	long ret = 0;
 
-	s.buf = kmalloc_array(TOUCHED_SWEEP_BATCH, sizeof(*s.buf), GFP_KERNEL);
+	batch = clamp_t(unsigned long, args->vec_len, 1, TOUCHED_SWEEP_BATCH);
+	s.buf = kmalloc_array(batch, sizeof(*s.buf), GFP_KERNEL);
 	if (!s.buf)
 		return -ENOMEM;
 
 	while (s.addr < s.end) {
 		unsigned long room = args->vec_len - copied;
 
-		s.cap = min_t(unsigned long, TOUCHED_SWEEP_BATCH, room);
+		s.cap = min(batch, room);
 		if (mmap_read_lock_killable(mm)) {
 			ret = -EINTR;
 			break;
