@@ -2145,6 +2145,52 @@ TEST_F(ts, vec_len_zero)
 	EXPECT_PAGES(self->pidfd, buf, 16, PEEK, { 5, 6, TOUCHED }, { 9, 10, TOUCHED });
 }
 
+/*
+ * More entries than the kernel collects per round under mmap_lock, in one
+ * call: every one arrives, in order, and a clearing sweep clears them all.
+ * Each page table of the region keeps some marks and loses others.
+ */
+TEST_F(ts, many_entries_in_one_call)
+{
+	const long n = 3000, want = n / 2;
+	struct touched_range *vec = calloc(n, sizeof(*vec));
+	char *buf = map_anon(n);
+	__u64 walk_end;
+	long i, ret;
+
+	ASSERT_NE(NULL, vec);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, n * page_size);
+	ASSERT_EQ(0, track(self->pidfd, buf, n * page_size));
+	for (i = 0; i < n; i += 2)
+		write_page(buf, i, 2);
+
+	ret = sweep(self->pidfd, buf, PG(buf, n), PEEK, vec, n, &walk_end);
+	ASSERT_EQ(want, ret);
+	EXPECT_EQ((uintptr_t)PG(buf, n), walk_end);
+	for (i = 0; i < want; i++) {
+		EXPECT_EQ((uintptr_t)PG(buf, 2 * i), vec[i].start);
+		EXPECT_EQ((uintptr_t)PG(buf, 2 * i + 1), vec[i].end);
+		EXPECT_EQ(TOUCHED, vec[i].flags);
+	}
+
+	/* One entry short: the sweep stops before the last page. */
+	ret = sweep(self->pidfd, buf, PG(buf, n), CLEAR, vec, want - 1,
+		    &walk_end);
+	ASSERT_EQ(want - 1, ret);
+	EXPECT_EQ((uintptr_t)PG(buf, n - 2), walk_end);
+	EXPECT_EQ((uintptr_t)PG(buf, n - 4), vec[want - 2].start);
+	EXPECT_PAGES(self->pidfd, buf, n, CLEAR, { n - 2, n - 1, TOUCHED });
+	EXPECT_NONE(self->pidfd, buf, n, CLEAR);
+
+	/* Cleared means write-protected again: each write is seen. */
+	write_page(buf, 1, 3);
+	write_page(buf, n - 1, 3);
+	EXPECT_PAGES(self->pidfd, buf, n, CLEAR, { 1, 2, TOUCHED },
+		     { n - 1, n, TOUCHED });
+	free(vec);
+}
+
 TEST_F(ts, coalescing_and_ordering)
 {
 	char *buf = map_anon(8);
