@@ -60,6 +60,8 @@
 static int out_fd = STDOUT_FILENO;
 static int runs = 11;
 static bool quick;
+/* Off while warming up: measure, but neither report nor print. */
+static bool reporting = true;
 
 static void die(const char *fmt, ...)
 {
@@ -471,14 +473,18 @@ static const struct mechanism untracked = {
 
 /*
  * Which pages to write: @touched distinct pages, each in a different VMA
- * when there are at least as many VMAs as pages.
+ * when there are at least as many VMAs as pages, and all among the first
+ * @within pages (or VMAs) if @within is not zero.
  */
 static void pick_pages(const struct layout *lo, unsigned long touched,
-		       char **out)
+		       unsigned long within, char **out)
 {
 	unsigned long total = lo->nr * lo->pages, i, j, idx;
 	bool by_vma = lo->nr >= touched && lo->nr > 1;
 	unsigned long space = by_vma ? lo->nr : total;
+
+	if (within && within < space)
+		space = within;
 	uint8_t *used = calloc((space + 7) / 8, 1);
 
 	if (!used)
@@ -520,6 +526,7 @@ struct sweep_case {
 	unsigned long vmas;
 	unsigned long pages;	/* per VMA */
 	unsigned long touched;
+	unsigned long within;	/* write only among the first pages */
 	bool thp;
 };
 
@@ -568,7 +575,7 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		double write_one, sweep_one;
 		uint64_t t0, t1;
 
-		pick_pages(&lo, c->touched, pages);
+		pick_pages(&lo, c->touched, c->within, pages);
 		t0 = now_ns();
 		for (i = 0; i < c->touched; i++)
 			*(volatile uint64_t *)(pages[i] + 64) = r + 1;
@@ -597,6 +604,8 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		write_ns[r] = write_one;
 		sweep_us[r] = sweep_one;
 	}
+	if (!reporting)
+		return 0;
 	line_add(&l, "{\"type\": \"measurement\", \"scenario\": \"%s\", "
 		 "\"mechanism\": \"%s\", \"tracked_mib\": %.3f, "
 		 "\"touched_pages\": %lu, \"vmas\": %lu, \"thp\": %s",
@@ -656,15 +665,21 @@ static int run_all_mechanisms(const struct sweep_case *c)
 
 static const unsigned long size_mib[] = { 64, 256, 1024, 2048 };
 
-static int scenario_size(bool thp)
+/*
+ * Size scaling: @thp on huge pages; @clustered writing only within the
+ * first 64 MiB, which keeps the number of page tables the written pages
+ * fall in the same at every size.
+ */
+static int scenario_size(bool thp, bool clustered)
 {
 	unsigned int i, n = quick ? 2 : 4;
 	int failed = 0;
 
 	for (i = 0; i < n; i++) {
 		struct sweep_case c = {
-			.scenario = thp ? "thp" : "size", .vmas = 1,
-			.pages = size_mib[i] * MIB / PAGE, .touched = 256,
+			.scenario = thp ? "thp" : clustered ? "clustered" : "size",
+			.vmas = 1, .pages = size_mib[i] * MIB / PAGE,
+			.touched = 256, .within = clustered ? 64 * MIB / PAGE : 0,
 			.thp = thp,
 		};
 
@@ -703,6 +718,25 @@ static int scenario_vmas(void)
 
 		failed |= run_all_mechanisms(&c);
 	}
+	return failed;
+}
+
+/*
+ * The first measurements after boot ran slower than the same ones later
+ * (code not yet translated by the emulator, boot-time work still going):
+ * measure 64 MiB with every mechanism once and throw the results away.
+ */
+static int warm_up(void)
+{
+	struct sweep_case c = {
+		.scenario = "warm-up", .vmas = 1, .pages = 64 * MIB / PAGE,
+		.touched = 256,
+	};
+	int failed;
+
+	reporting = false;
+	failed = run_all_mechanisms(&c);
+	reporting = true;
 	return failed;
 }
 
@@ -859,7 +893,7 @@ static void emit_meta(const char *clocksource)
 }
 
 static const char *const scenario_names[] = {
-	"size", "touched", "vmas", "first_write", "memory", "thp",
+	"size", "clustered", "touched", "vmas", "first_write", "memory", "thp",
 };
 
 static void usage(FILE *f)
@@ -874,6 +908,7 @@ static void usage(FILE *f)
 "\n"
 "Scenarios (default: all):\n"
 "  size         64 MiB to 2 GiB tracked, 256 random pages written\n"
+"  clustered    the same, writing only within the first 64 MiB\n"
 "  touched      1 GiB tracked, 16 to 65536 pages written\n"
 "  vmas         10 to 10000 tracked VMAs of 4 pages, 10 written\n"
 "  first_write  per-page cost of the first write after a sweep\n"
@@ -941,30 +976,36 @@ int main(int argc, char **argv)
 		fprintf(stderr, "touched_sweep_bench: cannot set THP to "
 			"madvise; THP results may be mixed\n");
 	emit_meta(clocksource);
+	fprintf(stderr, "warming up\n");
+	failed |= warm_up();
 
 	if (want[0]) {
 		fprintf(stderr, "size scaling\n");
-		failed |= scenario_size(false);
+		failed |= scenario_size(false, false);
 	}
 	if (want[1]) {
+		fprintf(stderr, "size scaling, pages written within 64 MiB\n");
+		failed |= scenario_size(false, true);
+	}
+	if (want[2]) {
 		fprintf(stderr, "touched scaling\n");
 		failed |= scenario_touched();
 	}
-	if (want[2]) {
+	if (want[3]) {
 		fprintf(stderr, "many VMAs\n");
 		failed |= scenario_vmas();
 	}
-	if (want[3]) {
+	if (want[4]) {
 		fprintf(stderr, "first-write cost\n");
 		failed |= scenario_first_write();
 	}
-	if (want[4]) {
+	if (want[5]) {
 		fprintf(stderr, "memory overhead\n");
 		failed |= scenario_memory();
 	}
-	if (want[5]) {
+	if (want[6]) {
 		fprintf(stderr, "transparent huge pages\n");
-		failed |= scenario_size(true);
+		failed |= scenario_size(true, false);
 	}
 	return failed;
 }

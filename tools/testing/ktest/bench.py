@@ -613,8 +613,14 @@ PLOTS = [
     ("sweep-vs-vmas.png", "vmas", "vmas", "tracked VMAs",
      "Sweep time against VMA count"),
 ]
-# The size plot also draws the THP runs ("thp" scenario), dashed.
+# Scenarios drawn over another one's plot: (scenario, line style, label suffix).
+# The size plot also draws the THP runs dashed, and the control that writes
+# the same number of pages within the first 64 MiB at every size, dotted.
 THP_SCENARIO = "thp"
+CLUSTERED_SCENARIO = "clustered"
+OVERLAYS = {
+    "size": [(THP_SCENARIO, "--", "THP"), (CLUSTERED_SCENARIO, ":", "pages within 64 MiB")],
+}
 
 
 def _matplotlib() -> ModuleType | None:
@@ -649,13 +655,20 @@ def _series(data: BenchData, x_field: str, keep: Callable[[Measurement], bool]) 
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _in_plot(scenario: str, *, thp: bool) -> Callable[[Measurement], bool]:
-    """Which records @scenario's plot draws: solid lines, or the dashed THP ones."""
+def _in_plot(scenario: str) -> Callable[[Measurement], bool]:
+    """The records of @scenario without THP: a plot's solid lines."""
 
     def keep(m: Measurement) -> bool:
-        if thp and scenario == "size" and m.scenario == THP_SCENARIO:
-            return True
-        return m.scenario == scenario and m.thp == thp
+        return m.scenario == scenario and not m.thp
+
+    return keep
+
+
+def _overlay(scenario: str) -> Callable[[Measurement], bool]:
+    """The records of an overlay scenario, THP or not."""
+
+    def keep(m: Measurement) -> bool:
+        return m.scenario == scenario
 
     return keep
 
@@ -684,27 +697,28 @@ def plot(data: BenchData, info: RunInfo, out_dir: Path) -> tuple[list[Path], str
     written = []
     for name, scenario, x_field, x_label, title in PLOTS:
         title += _fixed(data, scenario)
-        solid = _series(data, x_field, _in_plot(scenario, thp=False))
-        dashed = _series(data, x_field, _in_plot(scenario, thp=True))
-        if not solid and not dashed:
+        lines = [(_series(data, x_field, _in_plot(scenario)), "-", "")]
+        lines += [(_series(data, x_field, _overlay(extra)), style, f", {suffix}")
+                  for extra, style, suffix in OVERLAYS.get(scenario, [])]
+        if not any(series for series, _, _ in lines):
             continue
         fig, ax = plt.subplots(figsize=(8, 5.5))
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for i, mech in enumerate(_mechanism_order([*solid, *dashed])):
+        for i, mech in enumerate(_mechanism_order([m for series, _, _ in lines for m in series])):
             colour = colours[i % len(colours)]
-            for points, style, label in ((solid.get(mech), "-", mech),
-                                         (dashed.get(mech), "--", f"{mech}, THP")):
+            for series, style, suffix in lines:
+                points = series.get(mech)
                 if not points:
                     continue
                 xs = [p[0] for p in points]
                 ys = [p[1] for p in points]
                 err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
-                ax.errorbar(xs, ys, yerr=err, fmt="o" + style, color=colour, label=label,
+                ax.errorbar(xs, ys, yerr=err, fmt="o" + style, color=colour, label=mech + suffix,
                             capsize=3, markersize=4)
         ax.set_xscale("log")
         ax.set_yscale("log")
         # Ticks at the sizes measured, when they are few: 64, 256, ... MiB.
-        ticks = sorted({p[0] for series in (solid, dashed) for points in series.values() for p in points})
+        ticks = sorted({p[0] for series, _, _ in lines for points in series.values() for p in points})
         if 1 < len(ticks) <= 8:
             ax.set_xticks(ticks, labels=[fmt(t) for t in ticks])
             ax.set_xticks([], minor=True)
