@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+import bench
 import kbuild
 import mmselftests
 import vm
@@ -220,6 +221,8 @@ KSELFTESTS = {"touched_sweep_test.tap": "kselftest args",
 def run_guest_tests(args: argparse.Namespace,
                     image: Path) -> tuple[list[Counts], vm.RunResult]:
     selftest = kbuild.build_selftests(args.flavour)
+    # Not run here (make bench does), but kept compiling.
+    bench.compile_bench(args.flavour)
     opts = vm.options_from_args(args)
     # Two emulated NUMA nodes, so that the migration tests have somewhere
     # to move pages to.
