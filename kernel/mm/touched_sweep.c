@@ -41,6 +41,7 @@
 #include <linux/syscalls.h>
 #include <linux/touched_sweep.h>
 #include <linux/uaccess.h>
+#include <linux/vmalloc.h>
 
 #include <asm/tlb.h>
 
@@ -108,6 +109,19 @@ struct touched_vma {
 static struct kmem_cache *touched_vma_cachep;
 static struct kmem_cache *touched_mm_cachep;
 
+/*
+ * kmalloc() rounds sizes above KMALLOC_MAX_CACHE_SIZE up to a power of two
+ * and vmalloc() rounds them up to a page: use whichever wastes less.
+ */
+static unsigned long *touched_marks_alloc(unsigned long words)
+{
+	size_t bytes = array_size(words, sizeof(unsigned long));
+
+	if (bytes > KMALLOC_MAX_CACHE_SIZE && !is_power_of_2(bytes))
+		return __vmalloc(bytes, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	return kvzalloc(bytes, GFP_KERNEL_ACCOUNT);
+}
+
 static struct touched_vma *touched_vma_alloc(unsigned long nr_pages)
 {
 	unsigned long words = BITS_TO_LONGS(nr_pages);
@@ -123,7 +137,7 @@ static struct touched_vma *touched_vma_alloc(unsigned long nr_pages)
 		tv->marks = &tv->inline_marks;
 		return tv;
 	}
-	tv->marks = kvcalloc(words, sizeof(unsigned long), GFP_KERNEL_ACCOUNT);
+	tv->marks = touched_marks_alloc(words);
 	if (!tv->marks) {
 		kmem_cache_free(touched_vma_cachep, tv);
 		return NULL;
