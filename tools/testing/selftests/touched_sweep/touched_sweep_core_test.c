@@ -2191,6 +2191,41 @@ TEST_F(ts, many_entries_in_one_call)
 	free(vec);
 }
 
+/*
+ * VMAs whose marks take more than a page: a bitmap whose size is not a
+ * power of two (vmalloc()ed), one that is (kmalloc()ed), and one big
+ * enough that a summary bit covers 32 words and the last group is partial.
+ * Marks at the edges of words, groups and the VMA are all found.
+ */
+TEST_F(ts, large_vmas)
+{
+	const long sizes[] = { 98304, 131072, 524304 };
+	int s;
+
+	for (s = 0; s < (int)ARRAY_SIZE(sizes); s++) {
+		const long n = sizes[s];
+		const long pages[] = { 0, 63, 64, 2047, 2048, n / 2, n - 1 };
+		char *buf = mmap(NULL, n * page_size, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				 -1, 0);
+		int i;
+
+		ASSERT_NE(MAP_FAILED, buf);
+		ASSERT_EQ(0, track(self->pidfd, buf, n * page_size));
+		for (i = 0; i < (int)ARRAY_SIZE(pages); i++)
+			write_page(buf, pages[i], 1);
+		EXPECT_PAGE_LIST(self->pidfd, buf, n, PEEK, pages,
+				 ARRAY_SIZE(pages));
+		EXPECT_PAGE_LIST(self->pidfd, buf, n, CLEAR, pages,
+				 ARRAY_SIZE(pages));
+		EXPECT_NONE(self->pidfd, buf, n, CLEAR);
+		write_page(buf, n - 1, 2);
+		EXPECT_PAGES(self->pidfd, buf, n, CLEAR, { n - 1, n, TOUCHED });
+		ASSERT_EQ(0, untrack(self->pidfd, buf, n * page_size));
+		ASSERT_EQ(0, munmap(buf, n * page_size));
+	}
+}
+
 TEST_F(ts, coalescing_and_ordering)
 {
 	char *buf = map_anon(8);
