@@ -840,9 +840,16 @@ static int measure_memory(const struct sweep_case *c,
 
 static int scenario_memory(void)
 {
-	/* 8 GiB in one VMA: the per-page cost, well above page rounding. */
+	/*
+	 * 8 GiB in one VMA: the per-page cost, well above page rounding; and
+	 * 6 GiB, whose bitmap is not a power of two in size, to show what
+	 * rounding costs.
+	 */
 	struct sweep_case per_gib = {
 		.scenario = "per_gib", .vmas = 1, .pages = (8UL << 30) / PAGE,
+	};
+	struct sweep_case per_gib_odd = {
+		.scenario = "per_gib", .vmas = 1, .pages = (6UL << 30) / PAGE,
 	};
 	/* Many one-page VMAs: the per-VMA cost. */
 	struct sweep_case per_vma = {
@@ -850,6 +857,7 @@ static int scenario_memory(void)
 	};
 
 	return in_child(measure_memory, &per_gib, &mechanisms[0]) |
+	       in_child(measure_memory, &per_gib_odd, &mechanisms[0]) |
 	       in_child(measure_memory, &per_vma, &mechanisms[0]);
 }
 
