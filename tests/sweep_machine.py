@@ -158,12 +158,15 @@ class SweepMachine(RuleBasedStateMachine):
         return self.guarantees.reports_gone or not self._tracked_in(start, end)
 
     def _may_place(self, start: int, end: int) -> bool:
-        # soft-dirty reports a new VMA in full, and merges it into a tracked
-        # neighbour: keep new mappings away from tracked pages there.
+        # soft-dirty reports a new VMA in full, and the kernel may merge it
+        # with a neighbour that runs on into tracked pages (its untrack
+        # splits no VMA, unlike the model's): keep new mappings out of
+        # slots with tracked pages there.
         if not self._may_disturb(start, end):
             return False
         if self.guarantees.reports_new_mappings:
-            return not self._tracked_in(start - PAGE, end + PAGE)
+            slot = slot_start((start - BASE) // (SLOT_PAGES * PAGE))
+            return not self._tracked_in(slot, slot + SLOT_PAGES * PAGE)
         return True
 
     @staticmethod
