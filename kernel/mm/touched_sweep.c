@@ -24,6 +24,7 @@
  */
 
 #include <linux/err.h>
+#include <linux/fault-inject.h>
 #include <linux/hugetlb.h>
 #include <linux/maple_tree.h>
 #include <linux/mm.h>
@@ -109,6 +110,36 @@ struct touched_vma {
 static struct kmem_cache *touched_vma_cachep;
 static struct kmem_cache *touched_mm_cachep;
 
+#ifdef CONFIG_FAIL_TOUCHED_SWEEP
+static DECLARE_FAULT_ATTR(fail_touched_sweep);
+
+/*
+ * Every allocation of tracking state asks first, so that a test can fail
+ * each of them in turn (fail-nth) and check that no write goes unreported.
+ */
+static bool touched_should_fail(size_t size)
+{
+	return should_fail(&fail_touched_sweep, size);
+}
+
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+static int __init fail_touched_sweep_debugfs(void)
+{
+	struct dentry *dir;
+
+	dir = fault_create_debugfs_attr("fail_touched_sweep", NULL,
+					&fail_touched_sweep);
+	return PTR_ERR_OR_ZERO(dir);
+}
+late_initcall(fail_touched_sweep_debugfs);
+#endif
+#else
+static inline bool touched_should_fail(size_t size)
+{
+	return false;
+}
+#endif
+
 /*
  * kmalloc() rounds sizes above KMALLOC_MAX_CACHE_SIZE up to a power of two
  * and vmalloc() rounds them up to a page: use whichever wastes less.
@@ -117,6 +148,8 @@ static unsigned long *touched_marks_alloc(unsigned long words)
 {
 	size_t bytes = array_size(words, sizeof(unsigned long));
 
+	if (touched_should_fail(bytes))
+		return NULL;
 	if (bytes > KMALLOC_MAX_CACHE_SIZE && !is_power_of_2(bytes))
 		return __vmalloc(bytes, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 	return kvzalloc(bytes, GFP_KERNEL_ACCOUNT);
@@ -127,6 +160,8 @@ static struct touched_vma *touched_vma_alloc(unsigned long nr_pages)
 	unsigned long words = BITS_TO_LONGS(nr_pages);
 	struct touched_vma *tv;
 
+	if (touched_should_fail(sizeof(*tv)))
+		return NULL;
 	tv = kmem_cache_zalloc(touched_vma_cachep, GFP_KERNEL_ACCOUNT);
 	if (!tv)
 		return NULL;
@@ -633,7 +668,8 @@ static void touched_mm_gone(struct touched_mm *tm, unsigned long start,
 {
 	if (start >= end)
 		return;
-	if (mtree_store_range(&tm->gone, start, end - 1, xa_mk_value(1),
+	if (touched_should_fail(end - start) ||
+	    mtree_store_range(&tm->gone, start, end - 1, xa_mk_value(1),
 			      GFP_KERNEL_ACCOUNT))
 		WRITE_ONCE(tm->gone_lost, true);
 }
@@ -644,8 +680,9 @@ static void touched_mm_gone(struct touched_mm *tm, unsigned long start,
  * @start: start of the range
  * @end: end of the range
  *
- * For ranges whose contents left while the VMA stayed, as the source of
- * mremap(MREMAP_DONTUNMAP).
+ * For ranges whose contents left while the VMA stayed: the source of
+ * mremap(MREMAP_DONTUNMAP), or of a move whose unmap of the source failed
+ * for lack of memory.
  *
  * Locking: mmap_lock held for writing.
  */
@@ -720,6 +757,8 @@ static struct touched_mm *touched_mm_get(struct mm_struct *mm)
 	mmap_assert_write_locked(mm);
 	if (tm)
 		return tm;
+	if (touched_should_fail(sizeof(*tm)))
+		return NULL;
 	tm = kmem_cache_zalloc(touched_mm_cachep, GFP_KERNEL_ACCOUNT);
 	if (!tm)
 		return NULL;
@@ -1143,7 +1182,7 @@ static void sweep_round(struct touched_sweep *s)
 			if (READ_ONCE(s->tm->gone_lost)) {
 				if (!gone_start && gone_end == TASK_SIZE_MAX)
 					WRITE_ONCE(s->tm->gone_lost, false);
-			} else {
+			} else if (!touched_should_fail(gone_end - gone_start)) {
 				/* On failure the record stays: reported again. */
 				mtree_store_range(&s->tm->gone, gone_start,
 						  gone_end - 1, NULL, GFP_KERNEL);
@@ -1174,6 +1213,8 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 	long ret = 0;
 
 	batch = clamp_t(unsigned long, args->vec_len, 1, TOUCHED_SWEEP_BATCH);
+	if (touched_should_fail(batch * sizeof(*s.buf)))
+		return -ENOMEM;
 	s.buf = kmalloc_array(batch, sizeof(*s.buf), GFP_KERNEL);
 	if (!s.buf)
 		return -ENOMEM;
