@@ -215,7 +215,8 @@ def lint() -> int:
 # The TAP logs guest-suite writes, one per kselftest program, and the names
 # the summary gives them.
 KSELFTESTS = {"touched_sweep_test.tap": "kselftest args",
-              "touched_sweep_core_test.tap": "kselftest core"}
+              "touched_sweep_core_test.tap": "kselftest core",
+              "touched_sweep_fault_test.tap": "kselftest fault"}
 
 
 def run_guest_tests(args: argparse.Namespace,
