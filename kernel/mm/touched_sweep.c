@@ -1360,6 +1360,22 @@ static void touched_vma_stop(struct touched_mm *tm, struct vm_area_struct *vma)
 	vma_set_page_prot(vma);
 }
 
+/*
+ * Untracking changes the flags of the tracked VMAs in [start, end) and may
+ * split them: refuse it, before changing anything, if one is sealed.
+ */
+static int touched_check_untrack(struct mm_struct *mm, unsigned long start,
+				 unsigned long end)
+{
+	struct vm_area_struct *vma;
+
+	VMA_ITERATOR(vmi, mm, start);
+	for_each_vma_range(vmi, vma, end)
+		if (vma_touch_tracked(vma) && !can_modify_vma(vma))
+			return -EPERM;
+	return 0;
+}
+
 /* Is [start, end) mapped without holes, and may all of it be tracked? */
 static int touched_check_range(struct mm_struct *mm, unsigned long start,
 			       unsigned long end)
@@ -1444,6 +1460,8 @@ static int touched_track(struct mm_struct *mm, unsigned long start,
 		ret = touched_check_range(mm, start, end);
 		if (!ret && !touched_mm_get(mm))
 			ret = -ENOMEM;
+	} else {
+		ret = touched_check_untrack(mm, start, end);
 	}
 	/* Nothing was ever tracked: nothing to untrack. */
 	if (!ret && mm->touched)
@@ -1488,7 +1506,9 @@ subsys_initcall(touched_sweep_init);
  * Then, for TOUCHED_SWEEP_OP_TRACK: a hole in the range: -ENOMEM; a VMA
  * that cannot be tracked: -EINVAL (-EPERM if sealed); nothing is changed in
  * either case.  Running out of memory while splitting or allocating marks
- * gives -ENOMEM with a prefix of the range tracked.
+ * gives -ENOMEM with a prefix of the range tracked.  For
+ * TOUCHED_SWEEP_OP_UNTRACK: a tracked VMA in the range is sealed: -EPERM,
+ * and nothing is changed.
  *
  * Locking: takes the target's mmap_lock, for writing to track or untrack
  * and for reading to sweep, and never copies to or from user memory while
