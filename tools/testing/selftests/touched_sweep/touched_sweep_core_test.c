@@ -2777,4 +2777,260 @@ TEST(no_leak_after_exit)
 	EXPECT_EQ(mms0, mms);
 }
 
+/*
+ * TRACK then UNTRACK, in pieces and across splits, in a process that keeps
+ * running: every touched_vma allocated is freed again.
+ */
+static long touched_vma_objects(void)
+{
+	return slab_objects("touched_vma");
+}
+
+/* Poll @count() until it is within @slack of @want, for up to @ms. */
+static long settle(long (*count)(void), long want, long slack, double ms)
+{
+	double deadline = now_ms() + ms;
+	long got = count();
+
+	while (labs(got - want) > slack && now_ms() < deadline) {
+		usleep(50000);
+		got = count();
+	}
+	return got;
+}
+
+TEST_F(ts, untrack_frees_tracking_state)
+{
+	long base = touched_vma_objects(), mms = slab_objects("touched_mm");
+	const long n = 400;
+	char *buf = map_anon(n);
+
+	if (base < 0)
+		SKIP(return, "no " SLAB_DIR "/touched_vma");
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, n * page_size);
+
+	/* Three tracked VMAs, the last with a bitmap of its own... */
+	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
+	ASSERT_EQ(0, track(self->pidfd, PG(buf, 16), 24 * page_size));
+	ASSERT_EQ(0, track(self->pidfd, PG(buf, 100), 300 * page_size));
+	/* ...and two more from a split. */
+	ASSERT_EQ(0, mprotect(PG(buf, 20), page_size, PROT_READ));
+	write_page(buf, 1, 2);
+	write_page(buf, 30, 2);
+	write_page(buf, 150, 2);
+	write_page(buf, 250, 2);
+	EXPECT_EQ(base + 5, settle(touched_vma_objects, base + 5, 0, 5000));
+	TH_LOG("touched_vma %ld -> %ld, touched_mm %ld -> %ld while tracked",
+	       base, touched_vma_objects(), mms, slab_objects("touched_mm"));
+
+	/* Untracking a part splits: as many VMAs stay tracked. */
+	ASSERT_EQ(0, untrack(self->pidfd, PG(buf, 200), 200 * page_size));
+	EXPECT_EQ(base + 5, settle(touched_vma_objects, base + 5, 0, 5000));
+	ASSERT_EQ(0, untrack(self->pidfd, PG(buf, 100), 100 * page_size));
+	EXPECT_EQ(base + 4, settle(touched_vma_objects, base + 4, 0, 5000));
+	ASSERT_EQ(0, untrack(self->pidfd, buf, 8 * page_size));
+	ASSERT_EQ(0, untrack(self->pidfd, PG(buf, 16), 24 * page_size));
+	EXPECT_EQ(base, settle(touched_vma_objects, base, 0, 10000));
+	EXPECT_NONE(self->pidfd, buf, n, PEEK);
+}
+
+/*
+ * Bitmaps of the marks, which may be large: over 8 KiB and not a power of
+ * two they come from vmalloc(), otherwise from kmalloc() (large kmalloc
+ * for a power of two, a kmalloc cache below a page).  Each variant tracks
+ * @n VMAs of @pages pages (address space only, nothing populated) and
+ * counts the allocations it should have made: @per_vma each, give or take
+ * @slack made by others.  They must all go by UNTRACK, munmap() or exit.
+ */
+#define VMALLOCINFO	"/proc/vmallocinfo"
+
+/*
+ * vmalloc() areas allocated by touched_sweep code, which are marks only.
+ * The caller shown is touched_marks_alloc() or whatever it was inlined in.
+ */
+static long vmalloc_marks(void)
+{
+	FILE *f = fopen(VMALLOCINFO, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	long n = 0;
+
+	if (!f)
+		return -1;
+	while (getline(&line, &cap, f) > 0)
+		if (strstr(line, " touched_"))
+			n++;
+	free(line);
+	fclose(f);
+	return n;
+}
+
+/* Objects of the 1 KiB kmalloc cache: accounted ones have their own with memcg. */
+static long kmalloc_1k_objects(void)
+{
+	if (!access(SLAB_DIR "/kmalloc-cg-1k", F_OK))
+		return slab_objects("kmalloc-cg-1k");
+	return slab_objects("kmalloc-1k");
+}
+
+/* @n VMAs of @pages pages, each followed by a hole, each tracked alone. */
+static char *track_many(int pidfd, long n, long pages)
+{
+	size_t stride = (pages + 1) * page_size;
+	char *buf = mmap(NULL, n * stride, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	long i;
+
+	if (buf == MAP_FAILED)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (munmap(buf + i * stride + pages * page_size, page_size) ||
+		    track(pidfd, buf + i * stride, pages * page_size))
+			return NULL;
+	return buf;
+}
+
+static int untrack_many(int pidfd, char *buf, long n, long pages)
+{
+	size_t stride = (pages + 1) * page_size;
+	long i;
+
+	for (i = 0; i < n; i++)
+		if (untrack(pidfd, buf + i * stride, pages * page_size))
+			return -1;
+	return 0;
+}
+
+FIXTURE(marks)
+{
+	int pidfd;
+	long base;	/* the count before tracking */
+};
+
+FIXTURE_VARIANT(marks)
+{
+	long (*count)(void);
+	long n;
+	long pages;
+	long per_vma;
+	long slack;
+};
+
+/* 384 MiB: 12 KiB bitmaps, vmalloc()ed. */
+FIXTURE_VARIANT_ADD(marks, vmalloc)
+{
+	.count = vmalloc_marks, .n = 3, .pages = 98304, .per_vma = 1,
+};
+
+/* 512 MiB: 16 KiB bitmaps, a power of two: kmalloc()ed, not vmalloc()ed. */
+FIXTURE_VARIANT_ADD(marks, power_of_two_not_vmalloc)
+{
+	.count = vmalloc_marks, .n = 2, .pages = 131072, .per_vma = 0,
+};
+
+/* 32 MiB: 1 KiB bitmaps, from the 1 KiB kmalloc cache. */
+FIXTURE_VARIANT_ADD(marks, kmalloc_1k)
+{
+	.count = kmalloc_1k_objects, .n = 512, .pages = 8192, .per_vma = 1,
+	.slack = 16,
+};
+
+FIXTURE_SETUP(marks)
+{
+	self->pidfd = sys_pidfd_open(getpid(), 0);
+	ASSERT_GE(self->pidfd, 0);
+	if (no_syscall(self->pidfd))
+		SKIP(return, "touched_sweep() not supported");
+	self->base = variant->count();
+	if (self->base < 0)
+		SKIP(return, "cannot count (" VMALLOCINFO ", " SLAB_DIR ")");
+}
+
+FIXTURE_TEARDOWN(marks)
+{
+	close(self->pidfd);
+}
+
+/* With the VMAs tracked, the count went up by @want, give or take @slack. */
+static void expect_rise(struct __test_metadata *_metadata, long base,
+			long got, long want, long slack)
+{
+	TH_LOG("%ld -> %ld (%+ld) while tracked, %ld expected", base, got,
+	       got - base, want);
+	EXPECT_TRUE(got - base >= want && got - base <= want + slack);
+}
+
+/* The count comes back to @base, give or take @slack. */
+static void expect_settles(struct __test_metadata *_metadata,
+			   long (*count)(void), long base, long slack,
+			   const char *how)
+{
+	long got = settle(count, base, slack, 30000);
+
+	TH_LOG("%s: %ld (%+ld)", how, got, got - base);
+	EXPECT_GE(slack, labs(got - base));
+}
+
+#define EXPECT_MARKS_RISE()						\
+	expect_rise(_metadata, self->base, variant->count(),		\
+		    variant->n * variant->per_vma, variant->slack)
+
+#define EXPECT_MARKS_FREED(how)						\
+	expect_settles(_metadata, variant->count, self->base,		\
+		       variant->slack, how)
+
+TEST_F_TIMEOUT(marks, freed_by_untrack, 300)
+{
+	char *buf = track_many(self->pidfd, variant->n, variant->pages);
+
+	ASSERT_NE(NULL, buf);
+	EXPECT_MARKS_RISE();
+	ASSERT_EQ(0, untrack_many(self->pidfd, buf, variant->n, variant->pages));
+	EXPECT_MARKS_FREED("after UNTRACK");
+}
+
+TEST_F_TIMEOUT(marks, freed_by_munmap, 300)
+{
+	char *buf = track_many(self->pidfd, variant->n, variant->pages);
+
+	ASSERT_NE(NULL, buf);
+	EXPECT_MARKS_RISE();
+	ASSERT_EQ(0, munmap(buf, variant->n * (variant->pages + 1) * page_size));
+	EXPECT_MARKS_FREED("after munmap");
+}
+
+TEST_F_TIMEOUT(marks, freed_at_exit, 300)
+{
+	int ready[2], go[2], status, pidfd;
+	char c = 0;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(ready));
+	ASSERT_EQ(0, pipe(go));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		close(ready[0]);
+		close(go[1]);
+		pidfd = sys_pidfd_open(getpid(), 0);
+		if (pidfd < 0 || !track_many(pidfd, variant->n, variant->pages))
+			_exit(1);
+		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	ASSERT_EQ(1, read(ready[0], &c, 1)) {
+		waitpid(pid, &status, 0);
+		TH_LOG("the child failed: status %#x", status);
+	}
+	EXPECT_MARKS_RISE();
+	ASSERT_EQ(1, write(go[1], &c, 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status));
+	EXPECT_MARKS_FREED("after exit");
+}
+
 TEST_HARNESS_MAIN
