@@ -80,6 +80,31 @@ def test_tap_without_totals_is_not_ok(tmp_path: Path) -> None:
     assert not suite.tap_counts("k", tap).ok
 
 
+KMEMLEAK_REPORT = """\
+unreferenced object 0xffff888004a1c000 (size 128):
+  comm "touched_sweep_t", pid 301, jiffies 4294940000
+  hex dump (first 32 bytes):
+    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................
+  backtrace (crc 5a1e2b3c):
+    kmem_cache_alloc_noprof+0x1/0x2
+    touched_vma_alloc+0x3/0x4
+unreferenced object 0xffff888004a1d000 (size 64):
+  comm "python3", pid 302, jiffies 4294940001
+  backtrace (crc 00000000):
+    __kmalloc_noprof+0x1/0x2
+"""
+
+
+def test_kmemleak_each_object_fails(tmp_path: Path) -> None:
+    report = tmp_path / "kmemleak.txt"
+    report.write_text(KMEMLEAK_REPORT)
+    c = suite.kmemleak_counts(report)
+    assert (c.passed, c.failed, c.ok) == (0, 2, False)
+    report.write_text("")
+    c = suite.kmemleak_counts(report)
+    assert (c.passed, c.failed, c.ok) == (1, 0, True)
+
+
 def test_junit_counts(tmp_path: Path) -> None:
     xml = tmp_path / "r.xml"
     xml.write_text('<testsuites><testsuite tests="7" failures="1" errors="1" '

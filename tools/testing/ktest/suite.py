@@ -214,6 +214,8 @@ def lint() -> int:
 
 # The TAP logs guest-suite writes, one per kselftest program, and the names
 # the summary gives them.
+# kmemleak's report, written by guest-suite when the kernel has kmemleak.
+KMEMLEAK = "kmemleak.txt"
 KSELFTESTS = {"touched_sweep_test.tap": "kselftest args",
               "touched_sweep_core_test.tap": "kselftest core",
               "touched_sweep_fault_test.tap": "kselftest fault"}
@@ -239,7 +241,7 @@ def run_guest_tests(args: argparse.Namespace,
     stage(f"guest tests on the {args.flavour} kernel")
     result = vm.run(image, [str(GUEST_SUITE)], opts, stream=True)
     vm.report(result)
-    for name in (*KSELFTESTS, "guest-pytest.xml"):
+    for name in (*KSELFTESTS, "guest-pytest.xml", KMEMLEAK):
         src = result.out_dir / name
         if src.exists():
             (RESULTS / name).write_bytes(src.read_bytes())
@@ -248,7 +250,22 @@ def run_guest_tests(args: argparse.Namespace,
     counts.append(junit_counts("guest pytest", RESULTS / "guest-pytest.xml"))
     if run_mm:
         counts.append(mm_counts(mmselftests.collect(result.out_dir / "mm")))
+    if (RESULTS / KMEMLEAK).exists():
+        counts.append(kmemleak_counts(RESULTS / KMEMLEAK))
     return counts, result
+
+
+def kmemleak_counts(path: Path) -> Counts:
+    """kmemleak's report after the guest tests: every object is a failure."""
+    text = path.read_text(errors="replace")
+    leaks = re.split(r"(?m)^(?=unreferenced object)", text)
+    leaks = [leak for leak in leaks if leak.startswith("unreferenced object")]
+    for leak in leaks[:3]:
+        print(f"kmemleak:\n{leak.rstrip()}", flush=True)
+    c = Counts("kmemleak", passed=0 if leaks else 1, failed=len(leaks))
+    if leaks:
+        c.note = f"{len(leaks)} unreferenced object(s), see {path}"
+    return c
 
 
 def mm_counts(results: dict[str, mmselftests.TestResult]) -> Counts:
