@@ -80,6 +80,24 @@ def test_tap_without_totals_is_not_ok(tmp_path: Path) -> None:
     assert not suite.tap_counts("k", tap).ok
 
 
+def test_tap_figures_of_the_reliability_tests(tmp_path: Path) -> None:
+    tap = tmp_path / "k.tap"
+    tap.write_text(
+        "# 2469004 writes, 65 sweeps (2378 calls), ranges 1/2/3, 0.0 s, "
+        "0 mismatches\n"
+        "# 286107 writes, 17 sweeps (252 calls), ENOMEM target 17, 4.0 s, "
+        "2 mismatches\n")
+    assert suite.tap_figures(tap) == "2,755,111 writes checked, 2 mismatches"
+    tap.write_text("# t.c:1:fuzz:100000 calls: 17970 succeeded, 6 distinct "
+                   "errnos, 0 undocumented\n")
+    assert suite.tap_figures(tap) == "100,000 fuzz calls, 6 distinct errnos"
+    tap.write_text("# t.c:9:every_fault_point:30 injected failures in all\n"
+                   "# t.c:9:every_fault_point:129 injected failures in all\n")
+    assert suite.tap_figures(tap) == "159 injected failures"
+    tap.write_text("ok 1 a\n")
+    assert suite.tap_figures(tap) == ""
+
+
 KMEMLEAK_REPORT = """\
 unreferenced object 0xffff888004a1c000 (size 128):
   comm "touched_sweep_t", pid 301, jiffies 4294940000

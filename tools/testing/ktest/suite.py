@@ -218,7 +218,8 @@ def lint() -> int:
 KMEMLEAK = "kmemleak.txt"
 KSELFTESTS = {"touched_sweep_test.tap": "kselftest args",
               "touched_sweep_core_test.tap": "kselftest core",
-              "touched_sweep_fault_test.tap": "kselftest fault"}
+              "touched_sweep_fault_test.tap": "kselftest fault",
+              "touched_sweep_stress.tap": "kselftest stress"}
 
 
 def run_guest_tests(args: argparse.Namespace,
@@ -247,6 +248,8 @@ def run_guest_tests(args: argparse.Namespace,
             (RESULTS / name).write_bytes(src.read_bytes())
     counts = [tap_counts(label, RESULTS / name)
               for name, label in KSELFTESTS.items()]
+    for c, name in zip(counts, KSELFTESTS, strict=True):
+        c.info = tap_figures(RESULTS / name)
     counts.append(junit_counts("guest pytest", RESULTS / "guest-pytest.xml"))
     if run_mm:
         counts.append(mm_counts(mmselftests.collect(result.out_dir / "mm")))
@@ -266,6 +269,25 @@ def kmemleak_counts(path: Path) -> Counts:
     if leaks:
         c.note = f"{len(leaks)} unreferenced object(s), see {path}"
     return c
+
+
+def tap_figures(path: Path) -> str:
+    """What a reliability test checked, from the lines it logs."""
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace")
+    runs = re.findall(r"^# (\d+) writes, .*, (\d+) mismatches$", text, re.M)
+    if runs:
+        writes = sum(int(w) for w, _ in runs)
+        mismatches = sum(int(m) for _, m in runs)
+        return f"{writes:,} writes checked, {mismatches} mismatches"
+    fuzz = re.search(r"(\d+) calls: \d+ succeeded, (\d+) distinct errnos", text)
+    if fuzz:
+        return f"{int(fuzz[1]):,} fuzz calls, {fuzz[2]} distinct errnos"
+    failures = re.findall(r"(\d+) injected failures in all", text)
+    if failures:
+        return f"{sum(map(int, failures))} injected failures"
+    return ""
 
 
 def mm_counts(results: dict[str, mmselftests.TestResult]) -> Counts:
