@@ -14,7 +14,7 @@ PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
 PYSWEEP_EXT_STAMP := build/py/.built
 
 .PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \
-	lint vm-run demo bench probe-kvm mm-baseline clean distclean
+	lint vm-run demo bench soak probe-kvm mm-baseline clean distclean
 
 all: help
 
@@ -24,6 +24,8 @@ help:
 	@echo "make bench         benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty"
 	@echo "                   in one guest boot: build/bench/results.json, plots, targets"
 	@echo "                   (KTEST_ARGS='--quick' or '--runs N'; see $(KTEST) bench --help)"
+	@echo "make soak          the lost-write stress, fuzzer and fault injection at length"
+	@echo "                   on the debug kernel (SOAK_SECONDS=600, SOAK_FUZZ_CALLS=1000000)"
 	@echo "make kernel        build the plain guest kernel (build/obj-plain)"
 	@echo "make kernel-debug  build the debug guest kernel (KASAN, lockdep; build/obj-debug)"
 	@echo "make selftests     build the kselftests"
@@ -86,6 +88,12 @@ demo: deps
 
 # One guest boot with 6 GiB of memory and an hour's timeout; the raw JSON
 # lines, results.json and the plots go to build/bench/.
+# The reliability tests at length; make test runs them at CI size.
+SOAK_SECONDS ?= 600
+SOAK_FUZZ_CALLS ?= 1000000
+soak: deps
+	@$(KTEST) soak --duration $(SOAK_SECONDS) --fuzz-calls $(SOAK_FUZZ_CALLS) $(KTEST_ARGS)
+
 bench:
 	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps --bench
 	@$(KTEST) bench $(KTEST_ARGS)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]
 
 import kbuild
 import mmselftests
+import soak
 import suite
 import vm
 
@@ -96,6 +97,16 @@ def test_tap_figures_of_the_reliability_tests(tmp_path: Path) -> None:
     assert suite.tap_figures(tap) == "159 injected failures"
     tap.write_text("ok 1 a\n")
     assert suite.tap_figures(tap) == ""
+
+
+def test_soak_keeps_the_figures(tmp_path: Path) -> None:
+    tap = tmp_path / "stress.tap"
+    tap.write_text("TAP version 13\n# Starting 2 tests from 2 test cases.\n"
+                   "# 18376960 writes, 885 sweeps, 400.8 s, 0 mismatches\n"
+                   "ok 1 stress.plain.no_lost_writes\n")
+    assert soak.findings(tap) == [
+        "# 18376960 writes, 885 sweeps, 400.8 s, 0 mismatches"]
+    assert soak.findings(tmp_path / "missing.tap") == []
 
 
 KMEMLEAK_REPORT = """\

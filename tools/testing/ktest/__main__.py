@@ -15,9 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
 import kbuild
 import mmselftests
+import soak
 import suite
 import vm
-from common import StepFailed, fail, stage
+from common import BUILD, StepFailed, fail, stage
 
 
 def _flavour_arg(p: argparse.ArgumentParser, default: str) -> None:
@@ -123,6 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("bench_args", nargs=argparse.REMAINDER,
                    help="further options for the benchmark program, after --")
 
+    p = sub.add_parser(
+        "soak", help="the reliability tests at length on the debug kernel",
+        description="Boot the debug kernel once and run the lost-write stress "
+                    "for --duration seconds, the fuzzer for --fuzz-calls calls "
+                    "and the fault-injection test.  TAP logs go to "
+                    f"{soak.RESULTS.relative_to(BUILD.parent)}/.  Any failure or "
+                    "kernel splat fails the soak.  The guest timeout follows "
+                    "from the duration unless --timeout is given.")
+    vm.add_run_arguments(p)
+    p.set_defaults(timeout=0.0)
+    soak.add_arguments(p)
+
     p = sub.add_parser("probe-kvm", help="say whether KVM really works here")
 
     args = parser.parse_args(argv)
@@ -147,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             return suite.lint()
         if args.command == "mm-baseline":
             return record_mm_baseline(args)
+        if args.command == "soak":
+            return soak.run(args)
         if args.command == "bench":
             if args.report_only:
                 return bench.report_only(args.report_only, args.accel)
