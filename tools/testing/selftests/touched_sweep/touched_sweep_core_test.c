@@ -33,14 +33,7 @@
 #include <linux/touched_sweep.h>
 
 #include "../kselftest_harness.h"
-
-#ifndef __NR_touched_sweep
-#define __NR_touched_sweep 463
-#endif
-
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
+#include "touched_sweep_helpers.h"
 
 #ifndef MADV_PAGEOUT
 #define MADV_PAGEOUT 21
@@ -129,16 +122,6 @@ static void __attribute__((constructor)) init_page_size(void)
 } while (0)
 
 /* Thin wrappers: the tests want the raw system call and errno. */
-static long sys_touched_sweep(int pidfd, struct touched_sweep_args *args)
-{
-	return syscall(__NR_touched_sweep, pidfd, args);
-}
-
-static int sys_pidfd_open(pid_t pid, unsigned int flags)
-{
-	return syscall(__NR_pidfd_open, pid, flags);
-}
-
 static long sys_move_pages(int count, void **pages, const int *nodes,
 			   int *status, int flags)
 {
@@ -190,18 +173,10 @@ static long sweep(int pidfd, const void *start, const void *end, __u32 flags,
 	return ret;
 }
 
-/*
- * true if the kernel has no touched_sweep().  Only touched_sweep() answers
- * a sweep of an empty window with 0 and stores the window's start as
- * walk_end; another system call with this number must never see the
- * tests' arguments.
- */
+/* true if the kernel has no touched_sweep(): see touched_sweep_helpers.h */
 static bool no_syscall(int pidfd)
 {
-	__u64 walk_end = 0;
-
-	return sweep(pidfd, PG(NULL, 1), PG(NULL, 1), PEEK, NULL, 0,
-		     &walk_end) != 0 || walk_end != page_size;
+	return !touched_sweep_present(pidfd);
 }
 
 /* no_syscall() for tests that have no pidfd of their own yet. */

@@ -41,14 +41,7 @@
 #include <linux/touched_sweep.h>
 
 #include "../kselftest_harness.h"
-
-#ifndef __NR_touched_sweep
-#define __NR_touched_sweep 463
-#endif
-
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
+#include "touched_sweep_helpers.h"
 
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
@@ -64,16 +57,6 @@
 #define MAX_NTH		400
 
 static long page_size;
-
-static long sys_touched_sweep(int pidfd, struct touched_sweep_args *args)
-{
-	return syscall(__NR_touched_sweep, pidfd, args);
-}
-
-static int sys_pidfd_open(pid_t pid, unsigned int flags)
-{
-	return syscall(__NR_pidfd_open, pid, flags);
-}
 
 static char *pg(char *base, long nr)
 {
@@ -115,20 +98,6 @@ static long sweep_once(int pidfd, __u64 *addr, __u64 end, __u32 flags,
 /* The whole user address space, as a window: [0, user_end). */
 static __u64 user_end;
 
-/*
- * The end of the user address space, which the kernel accepts as the end
- * of a window: with 5-level or 4-level page tables, less the guard page.
- */
-static void find_user_end(int pidfd)
-{
-	__u64 addr;
-
-	user_end = (1ULL << 56) - page_size;
-	addr = user_end;
-	if (sweep_once(pidfd, &addr, user_end, 0, NULL, 0) < 0)
-		user_end = (1ULL << 47) - page_size;
-}
-
 /* Sweep (and clear) all of the address space; -1 with errno on failure. */
 static int sweep_all(int pidfd, struct touched_range *out, int max)
 {
@@ -148,15 +117,6 @@ static int sweep_all(int pidfd, struct touched_range *out, int max)
 		n += got;
 	}
 	return n;
-}
-
-/* true if syscall 463 is touched_sweep(): see touched_sweep_core_test.c */
-static bool no_syscall(int pidfd)
-{
-	__u64 addr = page_size;
-
-	return sweep_once(pidfd, &addr, page_size, 0, NULL, 0) != 0 ||
-	       addr != (__u64)page_size;
 }
 
 static int write_str(const char *path, const char *val)
@@ -529,9 +489,9 @@ FIXTURE_SETUP(fault)
 	page_size = sysconf(_SC_PAGESIZE);
 	pidfd = sys_pidfd_open(getpid(), 0);
 	ASSERT_LE(0, pidfd);
-	if (no_syscall(pidfd))
+	if (!touched_sweep_present(pidfd))
 		SKIP(return, "touched_sweep() not supported");
-	find_user_end(pidfd);
+	user_end = touched_sweep_user_end(pidfd);
 	close(pidfd);
 	if (access(DEBUGFS "/fail_touched_sweep", F_OK))
 		SKIP(return, "needs CONFIG_FAIL_TOUCHED_SWEEP and debugfs");

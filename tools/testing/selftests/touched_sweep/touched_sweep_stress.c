@@ -67,14 +67,7 @@
 #include <linux/touched_sweep.h>
 
 #include "../kselftest_harness.h"
-
-#ifndef __NR_touched_sweep
-#define __NR_touched_sweep 463
-#endif
-
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
+#include "touched_sweep_helpers.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -162,16 +155,6 @@ static uint64_t rnd(uint64_t *s)
 	return *s;
 }
 
-static long sys_touched_sweep(int pidfd, struct touched_sweep_args *args)
-{
-	return syscall(__NR_touched_sweep, pidfd, args);
-}
-
-static int sys_pidfd_open(pid_t pid, unsigned int flags)
-{
-	return syscall(__NR_pidfd_open, pid, flags);
-}
-
 static long sweep(int pidfd, uint64_t start, uint64_t end, __u32 flags,
 		  struct touched_range *vec, __u64 vec_len, __u64 *walk_end)
 {
@@ -191,27 +174,16 @@ static long sweep(int pidfd, uint64_t start, uint64_t end, __u32 flags,
 }
 
 /*
- * true if the kernel has no touched_sweep().  Only touched_sweep() answers
- * a sweep of an empty window with 0 and stores the window's start as
- * walk_end; another system call with this number must never see the
- * test's arguments.
+ * true if the kernel has no touched_sweep(): see touched_sweep_helpers.h.
+ * Also finds where the sweeps' window ends.
  */
 static bool no_syscall_here(void)
 {
 	int pidfd = sys_pidfd_open(getpid(), 0);
-	__u64 walk_end = 0;
-	bool none;
+	bool none = pidfd < 0 || !touched_sweep_present(pidfd);
 
-	none = pidfd < 0 ||
-	       sweep(pidfd, page_size, page_size, 0, NULL, 0, &walk_end) != 0 ||
-	       walk_end != page_size;
-	/*
-	 * The largest user address, with 5-level paging or without: only a
-	 * clearing sweep of all of it forgets that a GONE record was lost.
-	 */
-	window_end = (1ULL << 56) - page_size;
-	if (!none && sweep(pidfd, window_end, window_end, 0, NULL, 0, &walk_end))
-		window_end = (1ULL << 47) - page_size;
+	if (!none)
+		window_end = touched_sweep_user_end(pidfd);
 	if (pidfd >= 0)
 		close(pidfd);
 	return none;

@@ -29,14 +29,7 @@
 #include <linux/touched_sweep.h>
 
 #include "../kselftest_harness.h"
-
-#ifndef __NR_touched_sweep
-#define __NR_touched_sweep 463
-#endif
-
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
+#include "touched_sweep_helpers.h"
 
 #ifndef __NR_mseal
 #define __NR_mseal 462
@@ -50,16 +43,6 @@
  * is a target, not a test run: see exec_target_main().
  */
 #define TARGET_ENV	"TOUCHED_SWEEP_TARGET_FD"
-
-static long sys_touched_sweep(int pidfd, struct touched_sweep_args *args)
-{
-	return syscall(__NR_touched_sweep, pidfd, args);
-}
-
-static int sys_pidfd_open(pid_t pid, unsigned int flags)
-{
-	return syscall(__NR_pidfd_open, pid, flags);
-}
 
 static int sys_mseal(void *start, size_t len)
 {
@@ -88,23 +71,6 @@ static void __attribute__((constructor)) exec_target_main(void)
 		_exit(1);
 	for (;;)
 		pause();
-}
-
-/*
- * Does this kernel have touched_sweep()?  Only touched_sweep() answers a
- * sweep of an empty window with 0 and stores the window's start as
- * walk_end; another system call with this number must never see the
- * tests' arguments.
- */
-static bool have_touched_sweep(int pidfd, long page)
-{
-	struct touched_sweep_args args = {
-		.size = sizeof(args), .op = TOUCHED_SWEEP_OP_SWEEP,
-		.start = page, .end = page,
-	};
-
-	return sys_touched_sweep(pidfd, &args) == 0 &&
-	       args.walk_end == (__u64)page;
 }
 
 /* A call that passed every argument check, and succeeded. */
@@ -144,7 +110,7 @@ FIXTURE_SETUP(args)
 	self->args.vec = (uintptr_t)self->vec;
 	self->args.vec_len = 4;
 
-	if (!have_touched_sweep(self->pidfd, self->page))
+	if (!touched_sweep_present(self->pidfd))
 		SKIP(return, "touched_sweep() not supported");
 }
 
@@ -980,7 +946,7 @@ FIXTURE_SETUP(priv)
 
 	pidfd = sys_pidfd_open(getpid(), 0);
 	ASSERT_GE(pidfd, 0);
-	have = have_touched_sweep(pidfd, self->page);
+	have = touched_sweep_present(pidfd);
 	close(pidfd);
 	if (!have)
 		SKIP(return, "touched_sweep() not supported");
@@ -1253,7 +1219,7 @@ FIXTURE_SETUP(prot)
 	self->page = sysconf(_SC_PAGESIZE);
 	self->pidfd = sys_pidfd_open(getpid(), 0);
 	ASSERT_GE(self->pidfd, 0);
-	if (!have_touched_sweep(self->pidfd, self->page))
+	if (!touched_sweep_present(self->pidfd))
 		SKIP(return, "touched_sweep() not supported");
 }
 
@@ -1581,7 +1547,7 @@ TEST_F_TIMEOUT(fuzz, random_and_boundary_arguments, 7200)
 
 	self_fd = sys_pidfd_open(getpid(), 0);
 	ASSERT_GE(self_fd, 0);
-	if (!have_touched_sweep(self_fd, page))
+	if (!touched_sweep_present(self_fd))
 		SKIP(return, "touched_sweep() not supported");
 
 	/* Memory: tracked pages, a read-only page, a hole, buffers. */
