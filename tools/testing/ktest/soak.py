@@ -2,8 +2,10 @@
 
 `make test` runs the lost-write stress, the fuzzer and the fault-injection
 test at a size that fits its time budget.  The soak runs the same programs
-longer: the stress for a given time, the fuzzer for a given number of calls.
-Any failure, and any kernel splat on the console, fails the soak.
+longer: the stress for a given time, the fuzzer for a given number of calls,
+on a kernel booted with kmemleak on.  Any failure, any kernel splat on the
+console, and any object kmemleak finds unreferenced at the end fails the
+soak.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import kbuild
 import vm
 from common import BUILD, REPO, stage
-from suite import Counts, summary_line, tap_counts
+from suite import KMEMLEAK, Counts, kmemleak_counts, summary_line, tap_counts
 
 GUEST_SOAK = REPO / "tools" / "testing" / "ktest" / "guest-soak"
 RESULTS = BUILD / "soak"
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     opts = vm.options_from_args(args)
     if not args.timeout:
         opts.timeout = args.duration + OVERHEAD + args.fuzz_calls / 3000
+    # make test leaves kmemleak off: it slows the emulated guest too much.
+    opts.cmdline = f"kmemleak=on {opts.cmdline}".strip()
     opts.env["KTEST_SELFTESTS"] = str(selftest.parent)
     opts.env["KTEST_SOAK_SECONDS"] = str(args.duration)
     opts.env["KTEST_SOAK_FUZZ_CALLS"] = str(args.fuzz_calls)
@@ -78,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
         counts.append(tap_counts(label, RESULTS / name))
         for line in findings(RESULTS / name):
             print(f"{label}: {line.lstrip('# ')}")
+    src = result.out_dir / KMEMLEAK
+    if src.exists():
+        shutil.copy(src, RESULTS / KMEMLEAK)
+        counts.append(kmemleak_counts(RESULTS / KMEMLEAK))
+    else:
+        counts.append(Counts("kmemleak", note="no report"))
     for c in counts:
         print(summary_line(c))
     console_ok = not result.splats
