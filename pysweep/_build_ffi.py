@@ -38,6 +38,7 @@ _SOURCE = r"""
 #include <errno.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <linux/touched_sweep.h>
 
 #ifndef __NR_touched_sweep
@@ -58,11 +59,22 @@ static long pysweep_touched_sweep(int pidfd, void *args)
 {
 	return syscall(__NR_touched_sweep, (long)pidfd, args, 0L, 0L, 0L, 0L);
 }
+
+/* One process_vm_readv() of [remote, remote + len) into local. */
+static long pysweep_read_memory(int pid, void *local, unsigned long remote,
+				unsigned long len)
+{
+	struct iovec l = { .iov_base = local, .iov_len = len };
+	struct iovec r = { .iov_base = (void *)remote, .iov_len = len };
+
+	return process_vm_readv(pid, &l, 1, &r, 1, 0);
+}
 """
 
 _CDEF_TAIL = """
 #define PYSWEEP_NR_TOUCHED_SWEEP ...
 long pysweep_touched_sweep(int pidfd, void *args);
+long pysweep_read_memory(int pid, void *local, unsigned long remote, unsigned long len);
 """
 
 

@@ -1,0 +1,337 @@
+"""Incremental pre-copy dumps of a running process's memory.
+
+A :class:`Dumper` copies the writable anonymous memory of a process in
+rounds, as CRIU's pre-dumps and pre-copy live migration do.  Round 0
+copies everything tracked; each later round is a clearing sweep, and
+copies only what it reports.  When a round copies less than
+``converge_bytes`` (or after ``max_rounds``), the dumper stops the process
+with SIGSTOP, runs the last round while it is stopped, and resumes it:
+the freeze lasts one sweep and one small copy.
+
+The image is a directory with one subdirectory per round, ``round-NNN``,
+each holding ``manifest.json`` and ``pages.bin`` (the copied ranges, one
+after another), like CRIU's parent images, and ``merged``, the same
+format with the final content of every page.  :func:`verify` compares a
+merged image with a (stopped) process's memory byte for byte.
+
+Memory is read with ``process_vm_readv(2)``, which needs the same
+permission as ptrace-attaching to the process.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+
+from pysweep import PAGE_SIZE, SweepError
+from pysweep._native import ffi, lib
+from pysweep.tracker import Tracker
+
+__all__ = ["Dumper", "Mapping", "RoundStats", "dumpable_reason", "read_maps", "read_memory", "verify"]
+
+# The image's format; bumped on incompatible changes.
+FORMAT = 1
+# Copies are made in chunks of at most this many bytes.
+CHUNK = 1 << 22
+
+
+@attrs.frozen
+class Mapping:
+    """One line of ``/proc/PID/maps``."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def read_maps(pid: int) -> list[Mapping]:
+    """The mappings of ``pid``, in address order."""
+    maps = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            path = fields[5].strip() if len(fields) > 5 else ""
+            maps.append(Mapping(start, end, fields[1], path))
+    return maps
+
+
+def dumpable_reason(m: Mapping) -> str | None:
+    """Why ``m`` is not dumped incrementally, or ``None`` if it is.
+
+    Writable private and shared anonymous memory is dumped; the rest is
+    skipped, with the reason recorded in the manifest.
+    """
+    if "w" not in m.perms:
+        return "not writable"
+    if m.path in ("[stack]",):
+        return "the main stack grows on faults and cannot be tracked"
+    if m.path.startswith("[") and m.path not in ("[heap]",) and not m.path.startswith("[anon"):
+        return f"special mapping {m.path}"
+    if m.path and not m.path.startswith("[") and not m.path.startswith("/dev/zero"):
+        return "file mapping"
+    return None
+
+
+def read_memory(pid: int, start: int, length: int) -> bytes:
+    """``length`` bytes of ``pid``'s memory at ``start`` (``process_vm_readv``)."""
+    buf = bytearray(length)
+    done = 0
+    while done < length:
+        n = lib.pysweep_read_memory(pid, ffi.from_buffer(buf) + done, start + done, length - done)
+        if n < 0:
+            err = ffi.errno
+            raise OSError(err, f"process_vm_readv of pid {pid} at {start + done:#x}: {os.strerror(err)}")
+        if n == 0:
+            raise OSError(errno_codes.EFAULT, f"process_vm_readv of pid {pid} at {start + done:#x}: short read")
+        done += n
+    return bytes(buf)
+
+
+@attrs.frozen
+class RoundStats:
+    """What one round did."""
+
+    round: int
+    pages: int
+    bytes: int
+    sweep_s: float
+    copy_s: float
+    frozen: bool
+
+
+def _write_round(path: Path, manifest: dict[str, object], chunks: Iterator[tuple[int, bytes]]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    ranges = []
+    offset = 0
+    with open(path / "pages.bin", "wb") as pages:
+        for start, data in chunks:
+            pages.write(data)
+            ranges.append({"start": hex(start), "end": hex(start + len(data)), "offset": offset})
+            offset += len(data)
+    manifest = {"format": FORMAT, **manifest, "ranges": ranges}
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def load_image(path: Path) -> dict[int, bytes]:
+    """The pages of one image directory (a round or ``merged``), by address."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a pysweep image of format {FORMAT}")
+    data = (path / "pages.bin").read_bytes()
+    pages = {}
+    for r in manifest["ranges"]:
+        start, end, offset = int(r["start"], 16), int(r["end"], 16), r["offset"]
+        for addr in range(start, end, PAGE_SIZE):
+            pages[addr] = data[offset + addr - start : offset + addr - start + PAGE_SIZE]
+    return pages
+
+
+def _runs(pages: dict[int, bytes]) -> Iterator[tuple[int, bytes]]:
+    """Contiguous runs of ``pages``, as (start, data)."""
+    start = prev = -1
+    parts: list[bytes] = []
+    for addr in sorted(pages):
+        if addr != prev + PAGE_SIZE and parts:
+            yield start, b"".join(parts)
+            parts = []
+        if not parts:
+            start = addr
+        parts.append(pages[addr])
+        prev = addr
+    if parts:
+        yield start, b"".join(parts)
+
+
+def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
+    """Wait until ``pid`` is really stopped (state T in /proc/PID/stat)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pid {pid} did not stop within {timeout} s (state {state})")
+        time.sleep(0.001)
+
+
+class Dumper:
+    """Dump ``pid``'s writable anonymous memory into ``out`` in rounds.
+
+    ``backend`` is a :class:`~pysweep.tracker.Tracker` backend name.
+    ``progress`` is called with each round's :class:`RoundStats`.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        out: Path,
+        *,
+        backend: str = "auto",
+        max_rounds: int = 8,
+        converge_bytes: int = 1 << 20,
+        progress: Callable[[RoundStats], None] | None = None,
+    ) -> None:
+        if max_rounds < 1:
+            raise ValueError("max_rounds must be at least 1")
+        self.pid = pid
+        self.out = Path(out)
+        self.max_rounds = max_rounds
+        self.converge_bytes = converge_bytes
+        self.progress = progress
+        self.tracker = Tracker(pid, backend=backend)
+        self.image: dict[int, bytes] = {}
+        self.tracked: list[tuple[int, int]] = []
+        self.skipped: list[dict[str, str]] = []
+        self.rounds: list[RoundStats] = []
+        # How long the process was stopped, from SIGSTOP to SIGCONT.
+        self.freeze_s = 0.0
+
+    def _opt_in(self) -> None:
+        for m in read_maps(self.pid):
+            reason = dumpable_reason(m)
+            if reason is None:
+                try:
+                    self.tracker.track(m.start, m.end)
+                except SweepError as exc:
+                    reason = f"cannot be tracked: {exc.strerror}"
+            if reason is None:
+                self.tracked.append((m.start, m.end))
+            else:
+                self.skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
+
+    def _copy(self, start: int, end: int, copied: dict[int, bytes]) -> None:
+        """Copy [start, end) into the image; pages that vanished are dropped."""
+        for lo in range(start, end, CHUNK):
+            hi = min(end, lo + CHUNK)
+            try:
+                data = read_memory(self.pid, lo, hi - lo)
+            except OSError:
+                # Unmapped meanwhile: the sweep reports it gone.
+                continue
+            for off in range(0, hi - lo, PAGE_SIZE):
+                page = data[off : off + PAGE_SIZE]
+                copied[lo + off] = page
+                self.image[lo + off] = page
+
+    def _round(self, number: int, frozen: bool) -> RoundStats:
+        copied: dict[int, bytes] = {}
+        gone: list[list[str]] = []
+        t0 = time.monotonic()
+        if number == 0:
+            todo = list(self.tracked)
+        else:
+            lo = min(s for s, _ in self.tracked)
+            hi = max(e for _, e in self.tracked)
+            result = self.tracker.sweep(lo, hi, clear=True)
+            todo = []
+            for r in result.ranges:
+                if r.gone:
+                    gone.append([hex(r.start), hex(r.end)])
+                    for addr in range(r.start, r.end, PAGE_SIZE):
+                        self.image.pop(addr, None)
+                else:
+                    todo.append((r.start, r.end))
+        t1 = time.monotonic()
+        for start, end in todo:
+            self._copy(start, end, copied)
+        if frozen:
+            # The layout is final now: forget pages no longer mapped (a
+            # backend that cannot report unmaps leaves them), and copy whole
+            # the mappings that appeared or took the place of gone ones.
+            current = [m for m in read_maps(self.pid) if dumpable_reason(m) is None]
+            mapped = {a for m in current for a in range(m.start, m.end, PAGE_SIZE)}
+            for addr in [a for a in self.image if a not in mapped]:
+                del self.image[addr]
+            for m in current:
+                if any(a not in self.image for a in range(m.start, m.end, PAGE_SIZE)):
+                    self._copy(m.start, m.end, copied)
+        t2 = time.monotonic()
+        stats = RoundStats(number, len(copied), len(copied) * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
+        manifest: dict[str, object] = {
+            "round": number,
+            "pid": self.pid,
+            "backend": self.tracker.name,
+            "frozen": frozen,
+            "sweep_s": stats.sweep_s,
+            "copy_s": stats.copy_s,
+            "gone": gone,
+            "skipped": self.skipped,
+        }
+        _write_round(self.out / f"round-{number:03d}", manifest, _runs(copied))
+        self.rounds.append(stats)
+        if self.progress:
+            self.progress(stats)
+        return stats
+
+    def run(self, *, resume: bool = True) -> list[RoundStats]:
+        """Dump; with ``resume=False`` the process is left stopped."""
+        self._opt_in()
+        if not self.tracked:
+            raise OSError(errno_codes.ENOENT, f"pid {self.pid} has no memory to dump")
+        stats = self._round(0, False)
+        number = 1
+        while number < self.max_rounds and stats.bytes >= self.converge_bytes:
+            stats = self._round(number, False)
+            number += 1
+        stopped = time.monotonic()
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            _wait_stopped(self.pid)
+            self._round(number, True)
+        finally:
+            if resume:
+                os.kill(self.pid, signal.SIGCONT)
+            self.freeze_s = time.monotonic() - stopped
+        _write_round(self.out / "merged", {"pid": self.pid, "backend": self.tracker.name,
+                                           "skipped": self.skipped}, _runs(self.image))
+        self.tracker.close()
+        return self.rounds
+
+
+def verify(image_dir: Path, pid: int) -> list[int]:
+    """Compare the merged image with ``pid``'s memory; the mismatching pages.
+
+    A page mismatches if its content differs, if it is in the image but no
+    longer mapped, or if it is dumpable memory that the image lacks.
+
+    The process is stopped for the comparison and resumed after, unless it
+    was stopped already (as :meth:`Dumper.run` with ``resume=False`` leaves
+    it), in which case it stays stopped.
+    """
+    pages = load_image(Path(image_dir) / "merged")
+    with open(f"/proc/{pid}/stat") as f:
+        was_stopped = f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    if not was_stopped:
+        os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
+    try:
+        # Dumpable memory the image lacks counts as mismatching too.
+        bad = [a for m in read_maps(pid) if dumpable_reason(m) is None
+               for a in range(m.start, m.end, PAGE_SIZE) if a not in pages]
+        for start, data in _runs(pages):
+            try:
+                now = read_memory(pid, start, len(data))
+            except OSError:
+                bad.extend(range(start, start + len(data), PAGE_SIZE))
+                continue
+            for off in range(0, len(data), PAGE_SIZE):
+                if now[off : off + PAGE_SIZE] != data[off : off + PAGE_SIZE]:
+                    bad.append(start + off)
+        return bad
+    finally:
+        if not was_stopped:
+            os.kill(pid, signal.SIGCONT)
