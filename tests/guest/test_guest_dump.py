@@ -97,3 +97,18 @@ def test_verify_finds_a_change_after_the_dump(writer: subprocess.Popen[str], tmp
     bad = verify(tmp_path, writer.pid)
     assert bad, "a dump of a running process went stale, and verify() must say so"
 
+
+def test_command_line_dump_and_verify(writer: subprocess.Popen[str], tmp_path: Path) -> None:
+    pysweep = [sys.executable, "-m", "pysweep"]
+    out = subprocess.run([*pysweep, "dump", str(writer.pid), "--out", str(tmp_path / "img"), "--max-rounds", "3",
+                          "--leave-stopped"], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0].startswith("round 0: ") and lines[-2].endswith(", frozen")
+    assert lines[-1].startswith(f"dump of pid {writer.pid} with touched_sweep: ") and " frozen " in lines[-1]
+    ok = subprocess.run([*pysweep, "verify", str(tmp_path / "img"), str(writer.pid)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "matches" in ok.stdout
+    writer.send_signal(signal.SIGCONT)
+    time.sleep(1)
+    stale = subprocess.run([*pysweep, "verify", str(tmp_path / "img"), str(writer.pid)], capture_output=True, text=True)
+    assert stale.returncode == 1 and "differs" in stale.stdout
