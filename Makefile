@@ -20,7 +20,8 @@ all: help
 
 help:
 	@echo "make test          install, build and run every test (host, then one guest boot)"
-	@echo "make demo          the main job"
+	@echo "make demo          the main job: dump a busy process pre-copy and full-stop in the"
+	@echo "                   guest, compare the freeze times (DEMO_ARGS='--size 256 ...')"
 	@echo "make bench         benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty"
 	@echo "                   in one guest boot: build/bench/results.json, plots, targets"
 	@echo "                   (KTEST_ARGS='--quick' or '--runs N'; see $(KTEST) bench --help)"
@@ -81,10 +82,13 @@ vm-run: pysweep
 	@test -n "$$KTEST_CMD" || { echo "usage: make vm-run CMD='command'"; exit 2; }
 	@$(KTEST) run --flavour $(FLAVOUR) $(KTEST_ARGS) -- sh -c "$$KTEST_CMD"
 
-demo: deps
-	@echo "The demo arrives with the tracking core: for now the kernel"
-	@echo "rejects valid touched_sweep() calls with EOPNOTSUPP."
-	@echo "Run 'make test' to build, boot and test what exists."
+# The main job: boot the plain kernel and, in it, dump a busy workload the
+# classic way and pre-copy (pysweep demo).  DEMO_ARGS go to pysweep demo,
+# e.g. DEMO_ARGS='--size 256 --rate 5000'.
+DEMO_ARGS ?=
+demo: pysweep
+	@$(KTEST) run --flavour plain --timeout 1200 $(KTEST_ARGS) -- \
+		python3 -m pysweep demo $(DEMO_ARGS)
 
 # One guest boot with 6 GiB of memory and an hour's timeout; the raw JSON
 # lines, results.json and the plots go to build/bench/.

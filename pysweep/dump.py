@@ -34,7 +34,10 @@ from pysweep import PAGE_SIZE, SweepError
 from pysweep._native import ffi, lib
 from pysweep.tracker import Tracker
 
-__all__ = ["Dumper", "Mapping", "RoundStats", "dumpable_reason", "read_maps", "read_memory", "verify"]
+__all__ = [
+    "Dumper", "Mapping", "RoundStats", "dumpable_reason", "full_stop_dump", "load_image", "read_maps", "read_memory",
+    "verify",
+]
 
 # The image's format; bumped on incompatible changes.
 FORMAT = 1
@@ -300,6 +303,35 @@ class Dumper:
                                            "skipped": self.skipped}, _runs(self.image))
         self.tracker.close()
         return self.rounds
+
+
+def full_stop_dump(pid: int, out: Path) -> tuple[float, int]:
+    """Dump the classic way: stop ``pid``, copy everything, resume it.
+
+    Writes ``out/merged`` in the image format and returns how long the
+    process was stopped and how many bytes were copied meanwhile; the
+    baseline that pre-copy dumps are compared with.
+    """
+    image: dict[int, bytes] = {}
+    skipped = []
+    stopped = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        _wait_stopped(pid)
+        for m in read_maps(pid):
+            reason = dumpable_reason(m)
+            if reason is not None:
+                skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
+                continue
+            for lo in range(m.start, m.end, CHUNK):
+                data = read_memory(pid, lo, min(m.end, lo + CHUNK) - lo)
+                for off in range(0, len(data), PAGE_SIZE):
+                    image[lo + off] = data[off : off + PAGE_SIZE]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        frozen = time.monotonic() - stopped
+    _write_round(Path(out) / "merged", {"pid": pid, "backend": "none (full stop)", "skipped": skipped}, _runs(image))
+    return frozen, len(image) * PAGE_SIZE
 
 
 def verify(image_dir: Path, pid: int) -> list[int]:

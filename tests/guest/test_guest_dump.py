@@ -112,3 +112,18 @@ def test_command_line_dump_and_verify(writer: subprocess.Popen[str], tmp_path: P
     time.sleep(1)
     stale = subprocess.run([*pysweep, "verify", str(tmp_path / "img"), str(writer.pid)], capture_output=True, text=True)
     assert stale.returncode == 1 and "differs" in stale.stdout
+
+
+@pytest.mark.parametrize("backend", ["touched_sweep", "soft_dirty"])
+def test_demo_compares_the_two_dumps(backend: str) -> None:
+    demo = subprocess.run([sys.executable, "-m", "pysweep", "demo", "--size", "8", "--rate", "500",
+                           "--backend", backend], capture_output=True, text=True)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    assert f"with {backend}" in out and "image exact" in out
+    table = [line for line in out.splitlines() if line.endswith(" bytes") and " ms " in line]
+    full = next(line for line in table if line.startswith("full stop"))
+    pre = next(line for line in table if line.startswith("pre-copy"))
+    # The full stop copies everything while frozen; pre-copy only the rest.
+    assert int(full.split()[-2]) >= 8 << 20
+    assert int(pre.split()[-2]) < int(full.split()[-2])
