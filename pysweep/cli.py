@@ -1036,7 +1036,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _write(sys.stdout, f"{'':12}{'frozen':>12}{'copied while frozen':>22}")
         _write(sys.stdout, f"{'full stop':12}{full_s * 1e3:>9.1f} ms{full_bytes:>16} bytes")
         _write(sys.stdout, f"{'pre-copy':12}{dumper.freeze_s * 1e3:>9.1f} ms{frozen_bytes:>16} bytes")
-        if dumper.freeze_s > 0:
+        if dumper.freeze_s >= full_s:
+            _write(sys.stdout, f"the pre-copy freeze is {dumper.freeze_s / full_s:.1f}x longer")
+        else:
             _write(sys.stdout, f"the pre-copy freeze is {full_s / dumper.freeze_s:.1f}x shorter")
         if args.out:
             _write(sys.stdout, f"images in {args.out}")

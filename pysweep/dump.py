@@ -202,6 +202,7 @@ class Dumper:
         self.rounds: list[RoundStats] = []
         # How long the process was stopped, from SIGSTOP to SIGCONT.
         self.freeze_s = 0.0
+        self._pending: tuple[Path, dict[str, object], dict[int, bytes]] | None = None
 
     def _opt_in(self) -> None:
         for m in read_maps(self.pid):
@@ -274,11 +275,20 @@ class Dumper:
             "gone": gone,
             "skipped": self.skipped,
         }
-        _write_round(self.out / f"round-{number:03d}", manifest, _runs(copied))
+        # The frozen round's files are written once the process runs again.
+        self._pending = (self.out / f"round-{number:03d}", manifest, copied)
+        if not frozen:
+            self._flush()
         self.rounds.append(stats)
         if self.progress:
             self.progress(stats)
         return stats
+
+    def _flush(self) -> None:
+        if self._pending is not None:
+            path, manifest, copied = self._pending
+            _write_round(path, manifest, _runs(copied))
+            self._pending = None
 
     def run(self, *, resume: bool = True) -> list[RoundStats]:
         """Dump; with ``resume=False`` the process is left stopped."""
@@ -299,6 +309,7 @@ class Dumper:
             if resume:
                 os.kill(self.pid, signal.SIGCONT)
             self.freeze_s = time.monotonic() - stopped
+        self._flush()
         _write_round(self.out / "merged", {"pid": self.pid, "backend": self.tracker.name,
                                            "skipped": self.skipped}, _runs(self.image))
         self.tracker.close()
