@@ -22,10 +22,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pysweep import PAGE_SIZE, Range, RangeFlag, SweepError, SweepResult
 from pysweep.tracker import BackendUnavailableError, Tracker, available_backends, backend_names
+
+if TYPE_CHECKING:
+    from pysweep.dump import RoundStats
 
 __all__ = ["CliError", "Mapping", "build_parser", "main", "parse_range", "read_mappings"]
 
@@ -967,15 +970,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def round_line(r: RoundStats) -> str:
+    """One dump round, as `pysweep dump` and `pysweep demo` print it."""
+    return (f"round {r.round}: {r.pages} pages ({r.bytes} bytes), sweep {r.sweep_s * 1e3:.1f} ms, "
+            f"copy {r.copy_s * 1e3:.1f} ms" + (", frozen" if r.frozen else ""))
+
+
 def cmd_dump(args: argparse.Namespace) -> int:
-    from pysweep.dump import Dumper, RoundStats
+    from pysweep.dump import Dumper
 
     pid: int = args.pid
     _require_process(pid)
 
     def progress(r: RoundStats) -> None:
-        _write(sys.stdout, f"round {r.round}: {r.pages} pages ({r.bytes} bytes), sweep {r.sweep_s * 1e3:.1f} ms, "
-                           f"copy {r.copy_s * 1e3:.1f} ms" + (", frozen" if r.frozen else ""))
+        _write(sys.stdout, round_line(r))
 
     dumper = Dumper(pid, args.out, backend=args.backend, max_rounds=args.max_rounds,
                     converge_bytes=args.converge_bytes, progress=progress)
@@ -1004,11 +1012,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from pysweep import workload
-    from pysweep.dump import Dumper, RoundStats, full_stop_dump, verify
+    from pysweep.dump import Dumper, full_stop_dump, verify
 
     def progress(r: RoundStats) -> None:
-        _write(sys.stdout, f"  round {r.round}: {r.pages} pages ({r.bytes} bytes), sweep {r.sweep_s * 1e3:.1f} ms, "
-                           f"copy {r.copy_s * 1e3:.1f} ms" + (", frozen" if r.frozen else ""))
+        _write(sys.stdout, "  " + round_line(r))
 
     with tempfile.TemporaryDirectory(prefix="pysweep-demo-") as tmp:
         out = args.out or Path(tmp)

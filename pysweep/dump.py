@@ -158,12 +158,17 @@ def _runs(pages: dict[int, bytes]) -> Iterator[tuple[int, bytes]]:
         yield start, b"".join(parts)
 
 
+def _state(pid: int) -> str:
+    """``pid``'s state letter from /proc/PID/stat (after the command name)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
     """Wait until ``pid`` is really stopped (state T in /proc/PID/stat)."""
     deadline = time.monotonic() + timeout
     while True:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
+        state = _state(pid)
         if state in ("T", "t"):
             return
         if time.monotonic() > deadline:
@@ -356,8 +361,7 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     it), in which case it stays stopped.
     """
     pages = load_image(Path(image_dir) / "merged")
-    with open(f"/proc/{pid}/stat") as f:
-        was_stopped = f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    was_stopped = _state(pid) in ("T", "t")
     if not was_stopped:
         os.kill(pid, signal.SIGSTOP)
         _wait_stopped(pid)
