@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The tracking state of touched_sweep(2), kept by mm/touched_marks.c and
+ * swept by mm/touched_sweep.c.
+ */
+#ifndef _MM_TOUCHED_MARKS_H
+#define _MM_TOUCHED_MARKS_H
+
+#include <linux/bitmap.h>
+#include <linux/bitops.h>
+#include <linux/maple_tree.h>
+#include <linux/minmax.h>
+#include <linux/mm_types.h>
+#include <linux/rbtree.h>
+#include <linux/spinlock.h>
+
+/*
+ * The marks of a tracked VMA: a bitmap with a bit per page, and a summary
+ * of at most TOUCHED_SUMMARY_BITS bits, each set when any of the
+ * 2^shift words of the bitmap it covers is non-zero.  A summary bit covers
+ * one word (64 pages) for VMAs up to 128 MiB and more words above that (16
+ * at 2 GiB), so the summary fits in struct touched_vma and tracking costs
+ * one bit per page plus one fixed-size object per VMA.
+ */
+#define TOUCHED_SUMMARY_WORDS	8
+#define TOUCHED_SUMMARY_BITS	(TOUCHED_SUMMARY_WORDS * BITS_PER_LONG)
+
+/**
+ * struct touched_mm - tracking state of one mm
+ * @lock: protects every mark, tag and tree link of this mm
+ * @root: the tracked VMAs, ordered by address, augmented by @subtree_tagged
+ * @gone: ranges that left tracking and have not been reported by a clearing
+ *	sweep yet
+ * @gone_lost: a gone range could not be recorded; the whole address space
+ *	is reported gone until a clearing sweep of all of it
+ *
+ * @lock nests inside the page table locks, and nothing sleeps under it.
+ * The tree's shape changes only under mmap_lock held for writing, so a
+ * sweep holding it for reading sees a stable tree whose tags may change.
+ */
+struct touched_mm {
+	spinlock_t lock;		/* marks, tags and tree links */
+	struct rb_root root;
+	struct maple_tree gone;
+	bool gone_lost;
+};
+
+/**
+ * struct touched_vma - tracking state of one tracked VMA
+ * @rb: node in touched_mm.root
+ * @vma: the VMA
+ * @nr_pages: pages covered, vma_pages(@vma)
+ * @marks: a bit per page; points to @inline_marks when one word will do
+ * @linked: @rb is in the tree
+ * @tagged: the VMA has marked pages
+ * @subtree_tagged: @tagged ORed over the subtree rooted at @rb
+ * @shift: log2 of the number of @marks words a @summary bit covers
+ * @summary: a bit per 2^@shift words of @marks, set if any is non-zero
+ * @inline_marks: @marks of VMAs of up to BITS_PER_LONG pages
+ */
+struct touched_vma {
+	struct rb_node rb;
+	struct vm_area_struct *vma;
+	unsigned long nr_pages;
+	unsigned long *marks;
+	bool linked;
+	u8 tagged;
+	u8 subtree_tagged;
+	u8 shift;
+	unsigned long summary[TOUCHED_SUMMARY_WORDS];
+	unsigned long inline_marks;
+};
+
+/* Pages covered by one summary bit. */
+static inline unsigned long tb_group_pages(const struct touched_vma *tv)
+{
+	return BITS_PER_LONG << tv->shift;
+}
+
+/*
+ * @marks is written with atomic bitops because touched_needs_wp() reads it
+ * without the per-mm lock (under the page table lock, which makes the bit it
+ * reads stable).  The summary is read and written under the per-mm lock.
+ */
+static inline void tb_set(struct touched_vma *tv, unsigned long idx)
+{
+	set_bit(idx, tv->marks);
+	__set_bit(idx / tb_group_pages(tv), tv->summary);
+}
+
+/* Set the marks of every page. */
+static inline void tb_fill(struct touched_vma *tv)
+{
+	unsigned long group_pages = tb_group_pages(tv);
+
+	bitmap_set(tv->marks, 0, tv->nr_pages);
+	bitmap_set(tv->summary, 0, DIV_ROUND_UP(tv->nr_pages, group_pages));
+}
+
+/* Clear the mark of @idx; tb_summarize() must follow. */
+static inline void tb_clear(struct touched_vma *tv, unsigned long idx)
+{
+	clear_bit(idx, tv->marks);
+}
+
+/* Bring the summary bits of pages @first to @last up to date. */
+static inline void tb_summarize(struct touched_vma *tv,
+				unsigned long first, unsigned long last)
+{
+	unsigned long group_pages = tb_group_pages(tv), group, start, end;
+
+	for (group = first / group_pages; group <= last / group_pages; group++) {
+		start = group * group_pages;
+		end = min(tv->nr_pages, start + group_pages);
+		if (find_next_bit(tv->marks, end, start) >= end)
+			__clear_bit(group, tv->summary);
+	}
+}
+
+static inline bool tb_empty(const struct touched_vma *tv)
+{
+	return bitmap_empty(tv->summary, TOUCHED_SUMMARY_BITS);
+}
+
+/*
+ * The first marked page at or after @idx, or @tv->nr_pages.  Only the
+ * words under set summary bits are read, so the cost follows the marks
+ * (times the words a summary bit covers), not the size of the VMA.
+ */
+static inline unsigned long tb_next(const struct touched_vma *tv, unsigned long idx)
+{
+	unsigned long group_pages = tb_group_pages(tv);
+	unsigned long groups = DIV_ROUND_UP(tv->nr_pages, group_pages);
+	unsigned long group, end, found;
+
+	while (idx < tv->nr_pages) {
+		group = find_next_bit(tv->summary, groups, idx / group_pages);
+		if (group >= groups)
+			break;
+		idx = max(idx, group * group_pages);
+		end = min(tv->nr_pages, (group + 1) * group_pages);
+		found = find_next_bit(tv->marks, end, idx);
+		if (found < end)
+			return found;
+		idx = end;
+	}
+	return tv->nr_pages;
+}
+
+static inline unsigned long tv_index(const struct touched_vma *tv, unsigned long addr)
+{
+	return (addr - tv->vma->vm_start) >> PAGE_SHIFT;
+}
+
+#ifdef CONFIG_FAIL_TOUCHED_SWEEP
+bool touched_should_fail(size_t size);
+#else
+static inline bool touched_should_fail(size_t size)
+{
+	return false;
+}
+#endif
+
+struct touched_vma *touched_vma_alloc(unsigned long nr_pages);
+void touched_vma_destroy(struct touched_vma *tv);
+void touched_tree_insert(struct touched_mm *tm, struct touched_vma *tv);
+void touched_tree_erase(struct touched_mm *tm, struct touched_vma *tv);
+void touched_untag(struct touched_mm *tm, struct touched_vma *tv);
+struct touched_vma *touched_first_tagged(struct touched_mm *tm,
+					 unsigned long addr);
+struct touched_mm *touched_mm_get(struct mm_struct *mm);
+
+#endif /* _MM_TOUCHED_MARKS_H */
