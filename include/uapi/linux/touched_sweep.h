@@ -37,18 +37,27 @@
 #define TOUCHED_RANGE_OVERREPORTED	(1ULL << 2)	/* kept: reported again */
 
 /**
- * struct touched_range - one coalesced range reported by a sweep
+ * struct touched_range - one range reported by a sweep
  * @start: page-aligned start address
- * @end: page-aligned end address (exclusive)
- * @flags: TOUCHED_RANGE_* flags shared by every page in the range
+ * @end: page-aligned end address (exclusive), above @start
+ * @flags: what happened to every page of [@start, @end): %TOUCHED_RANGE_GONE
+ *	alone, %TOUCHED_RANGE_TOUCHED, or %TOUCHED_RANGE_TOUCHED together
+ *	with %TOUCHED_RANGE_OVERREPORTED
  *
- * TOUCHED_RANGE_GONE marks a range that was tracked and has since been
- * unmapped, moved by mremap() or mapped over: its old contents are no
- * longer at this address; it is always reported alone.
- * TOUCHED_RANGE_OVERREPORTED comes with TOUCHED from clearing sweeps only,
- * for touched pages whose marks could not be cleared (pinned for DMA,
- * lazily freed by MADV_FREE, or under migration): the next sweep reports
- * them again whether or not they are written.
+ * %TOUCHED_RANGE_TOUCHED: the pages were written, or their contents may
+ * have changed, since they were tracked or last cleared.
+ *
+ * %TOUCHED_RANGE_OVERREPORTED comes with %TOUCHED_RANGE_TOUCHED from
+ * clearing sweeps only, for touched pages whose marks could not be cleared
+ * (for example pinned for DMA, or lazily freed by MADV_FREE): the next
+ * clearing sweep reports them again, written or not.
+ *
+ * %TOUCHED_RANGE_GONE: the range was tracked and has since been unmapped,
+ * moved away by mremap() or mapped over, so its old contents are no longer
+ * at this address.
+ *
+ * The ranges of one call are sorted, disjoint, clipped to the window and
+ * coalesced: two adjacent ranges never have the same @flags.
  */
 struct touched_range {
 	__u64 start;
@@ -58,22 +67,31 @@ struct touched_range {
 
 /**
  * struct touched_sweep_args - arguments of touched_sweep()
- * @size: sizeof(struct touched_sweep_args) as known to the caller
- * @op: one of TOUCHED_SWEEP_OP_*
- * @flags: TOUCHED_SWEEP_* flags for @op; must be zero for other ops
- * @start: page-aligned start of the window
- * @end: page-aligned end of the window (exclusive); @start == @end is an
- *	empty window and does nothing
- * @vec: user address of an array of struct touched_range (sweep only)
- * @vec_len: number of entries in @vec (sweep only)
- * @walk_end: output: the address the sweep stopped at; @end when the whole
- *	window was swept, otherwise the @start of the next call
+ * @size: sizeof(struct touched_sweep_args) as known to the caller, at
+ *	least %TOUCHED_SWEEP_ARGS_SIZE_VER0 and at most one page
+ * @op: %TOUCHED_SWEEP_OP_TRACK, %TOUCHED_SWEEP_OP_UNTRACK or
+ *	%TOUCHED_SWEEP_OP_SWEEP
+ * @flags: for %TOUCHED_SWEEP_OP_SWEEP, 0 (test only) or
+ *	%TOUCHED_SWEEP_CLEAR (test and clear); 0 for the other operations
+ * @start: page-aligned start of the range (track, untrack) or window
+ *	(sweep)
+ * @end: page-aligned end of the range or window (exclusive), not below
+ *	@start and not above the end of the user address space; @start ==
+ *	@end is empty and changes nothing
+ * @vec: for a sweep, user address of an array of @vec_len
+ *	&struct touched_range that receives the result; 0 for the other
+ *	operations
+ * @vec_len: for a sweep, the number of entries @vec has room for; 0 for
+ *	the other operations
+ * @walk_end: set by a sweep: the address up to which the window was
+ *	processed, @end when all of it was, otherwise the @start of the call
+ *	that processes the rest; ignored on input
  *
  * @size comes first so that the structure can grow: the kernel accepts
- * any @size from TOUCHED_SWEEP_ARGS_SIZE_VER0 up to one page, provided the
+ * any @size from %TOUCHED_SWEEP_ARGS_SIZE_VER0 up to one page, provided the
  * bytes it does not know are zero (see copy_struct_from_user()).
  *
- * A successful sweep returns the number of entries written to @vec; the
+ * A successful sweep returns the number of entries stored in @vec; the
  * other operations return 0.
  */
 struct touched_sweep_args {
