@@ -163,11 +163,11 @@ def test_ruff_counts() -> None:
 def test_series_lists_files_each_patch_touches() -> None:
     patches = kbuild.series_patches()
     assert patches, "the patch series is empty"
-    touched = {f for p in patches for f in kbuild._patch_files(p)}
+    touched = {f for p in patches for f in kbuild.patch_files(p)}
     assert "arch/x86/entry/syscalls/syscall_64.tbl" in touched
     assert "include/linux/syscalls.h" in touched
     # New files are overlaid, never patched in.
-    assert not touched & set(kbuild._overlay_content())
+    assert not touched & set(kbuild.overlay_content())
 
 
 UPSTREAM_TAP = """\

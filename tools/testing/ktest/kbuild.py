@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from common import BUILD, REPO, StepFailed, log_path, run_logged, stage
@@ -114,7 +115,7 @@ def extract(tree: Path = TREE) -> None:
     stamp.write_text(ident)
 
 
-def _patch_files(patch: Path) -> list[str]:
+def patch_files(patch: Path) -> list[str]:
     """Tree paths a patch touches, from its +++/--- headers."""
     paths = []
     for line in patch.read_text(errors="replace").splitlines():
@@ -132,11 +133,11 @@ def series_patches() -> list[Path]:
 
 def overlaid_sources() -> list[str]:
     """Tree paths of the new C sources and headers the repository adds."""
-    return sorted(rel for rel in _overlay_content()
+    return sorted(rel for rel in overlay_content()
                   if rel.endswith((".c", ".h")))
 
 
-def _overlay_content() -> dict[str, bytes]:
+def overlay_content() -> dict[str, bytes]:
     want: dict[str, bytes] = {}
     for src, dst in OVERLAYS:
         root = REPO / src
@@ -175,9 +176,9 @@ def _remember_pristine(rel: str) -> None:
 
 def _desired_content() -> dict[str, bytes]:
     """What every file the repository manages should contain."""
-    want = _overlay_content()
+    want = overlay_content()
     series = series_patches()
-    touched = sorted({f for p in series for f in _patch_files(p)})
+    touched = sorted({f for p in series for f in patch_files(p)})
     clash = set(touched) & set(want)
     if clash:
         raise StepFailed(f"files both overlaid and patched: {sorted(clash)}")
@@ -285,28 +286,43 @@ def _check_config(obj: Path, fragments: list[Path]) -> None:
                          + "\n  ".join(missing))
 
 
-def configure(flavour: str) -> None:
-    obj = obj_dir(flavour)
-    tree = tree_for(flavour)
-    fragments = _fragments(flavour)
+def configure_tree(tree: Path, obj: Path, fragments: list[Path], name: str,
+                   make_vars: Sequence[str] = (), check: bool = True) -> None:
+    """tinyconfig plus @fragments for @tree in @obj, unless already done.
+
+    @make_vars (ARCH=..., CROSS_COMPILE=...) go to every make call.  With
+    @check, every option a fragment asks for must have stuck.
+    """
     key = _sha(b"".join(f.read_bytes() for f in fragments)
                + (tree / STAMP_NAME).read_bytes()
-               + (tree / "mm/Kconfig").read_bytes())
+               + (tree / "mm/Kconfig").read_bytes()
+               + " ".join(make_vars).encode())
     stamp = obj / ".ktest-config"
     if (obj / ".config").exists() and stamp.exists() \
             and stamp.read_text() == key:
         return
-    stage(f"configuring the {flavour} kernel")
+    stage(f"configuring the {name} kernel")
     obj.mkdir(parents=True, exist_ok=True)
-    log = log_path(f"config-{flavour}")
-    make: list[str | os.PathLike[str]] = ["make", "-C", tree, f"O={obj}"]
+    # A configuration that fails half-way must not pass for a good one.
+    stamp.unlink(missing_ok=True)
+    log = log_path(f"config-{name}")
+    make: list[str | os.PathLike[str]] = ["make", "-C", tree, f"O={obj}",
+                                          *make_vars]
     run_logged("make tinyconfig", [*make, "tinyconfig"], log)
     run_logged("merging config fragments",
                [tree / "scripts/kconfig/merge_config.sh", "-m", "-O", obj,
-                obj / ".config", *fragments], log, append=True, cwd=tree)
+                obj / ".config", *fragments], log, append=True, cwd=tree,
+               env=dict(a.split("=", 1) for a in make_vars
+                        if a.startswith("ARCH=")))
     run_logged("make olddefconfig", [*make, "olddefconfig"], log, append=True)
-    _check_config(obj, fragments)
+    if check:
+        _check_config(obj, fragments)
     stamp.write_text(key)
+
+
+def configure(flavour: str) -> None:
+    configure_tree(tree_for(flavour), obj_dir(flavour), _fragments(flavour),
+                   flavour)
 
 
 def build_kernel(flavour: str) -> Path:
