@@ -14,7 +14,7 @@ PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
 PYSWEEP_EXT_STAMP := build/py/.built
 
 .PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \
-	lint vm-run demo bench soak probe-kvm mm-baseline clean distclean
+	lint vm-run demo bench soak patches check-patches probe-kvm mm-baseline clean distclean
 
 all: help
 
@@ -25,6 +25,10 @@ help:
 	@echo "make bench         benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty"
 	@echo "                   in one guest boot: build/bench/results.json, plots, targets"
 	@echo "                   (KTEST_ARGS='--quick' or '--runs N'; see $(KTEST) bench --help)"
+	@echo "make patches       the upstream series with a cover letter in build/patches/,"
+	@echo "                   checked with checkpatch --strict"
+	@echo "make check-patches make patches, then build the kernel after each patch,"
+	@echo "                   check the docs, cross-build and boot arm64 (~30 min cold)"
 	@echo "make soak          the lost-write stress, fuzzer and fault injection at length"
 	@echo "                   on the debug kernel (SOAK_SECONDS=600, SOAK_FUZZ_CALLS=1000000)"
 	@echo "make kernel        build the plain guest kernel (build/obj-plain)"
@@ -99,6 +103,13 @@ SOAK_SECONDS ?= 600
 SOAK_FUZZ_CALLS ?= 1000000
 soak: deps
 	@$(KTEST) soak --duration $(SOAK_SECONDS) --fuzz-calls $(SOAK_FUZZ_CALLS) $(KTEST_ARGS)
+
+patches: deps
+	@$(KTEST) patches
+
+check-patches:
+	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps --patches
+	@$(KTEST) check-patches $(KTEST_ARGS)
 
 bench:
 	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps --bench

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
 import kbuild
 import mmselftests
+import series
 import soak
 import suite
 import vm
@@ -136,6 +137,34 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(timeout=0.0)
     soak.add_arguments(p)
 
+    p = sub.add_parser(
+        "patches", help="write the upstream patch series into build/patches",
+        description="Rebuild the change as a series against Linux 6.12 "
+                    "(kernel/patches plus the new files, each added by the "
+                    "patch kernel/patches/new-files names), write it with a "
+                    f"cover letter into {series.OUT.relative_to(BUILD.parent)}/ "
+                    "and run checkpatch.pl --strict on every patch.  Fails if a "
+                    "patch does not apply in order, or checkpatch reports an "
+                    "error, a warning or a check that "
+                    "kernel/patches/checkpatch-checks does not justify.")
+
+    p = sub.add_parser(
+        "check-patches", help="make patches, then apply and build the series "
+                              "one patch at a time, and cross-build arm64",
+        description="Write the series as 'patches' does, apply it one patch "
+                    "at a time to a fresh 6.12 tree and build the kernel "
+                    "(and W=1 the new files) after each patch; build the "
+                    "selftests and check the documentation (kernel-doc, "
+                    "Sphinx) once the series adds them; cross-build the "
+                    "result for arm64 and boot it in qemu-system-aarch64 to "
+                    "run the selftests.  Compiler warnings count as "
+                    "failures.  Results: "
+                    f"{series.CHECK_RESULTS.relative_to(BUILD.parent)}.")
+    p.add_argument("--no-arm64", dest="arm64", action="store_false",
+                   help="skip the arm64 cross-build and boot")
+    p.add_argument("--no-boot", dest="boot", action="store_false",
+                   help="cross-build arm64 but do not boot it")
+
     p = sub.add_parser("probe-kvm", help="say whether KVM really works here")
 
     args = parser.parse_args(argv)
@@ -173,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick:
                 extra = ["-q", *extra]
             return bench.run(args.flavour, vm.options_from_args(args), extra)
+        if args.command == "patches":
+            kbuild.extract()
+            series.make_patches()
+            return 0
+        if args.command == "check-patches":
+            return series.check_patches(args.arm64, args.boot)
         if args.command == "probe-kvm":
             ok, why = vm.kvm_usable(force=True)
             print(("KVM usable: " if ok else "KVM not usable: ") + why)
