@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -100,17 +101,34 @@ struct ts_pin_longterm_test {
 #define OVER		(TOUCHED_RANGE_TOUCHED | TOUCHED_RANGE_OVERREPORTED)
 
 static size_t page_size;
+/* The end of a window covering every user address. */
+static void *addr_space_end;
+#define ADDR_SPACE_END	addr_space_end
+/* The size a PMD maps: 2 MiB with 4 KiB pages, 32 MiB with 16 KiB pages. */
+static size_t thp_size;
+#define THP_SIZE	thp_size
+#define THP_PMD_SIZE	"/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"
 
-static void __attribute__((constructor)) init_page_size(void)
+static void __attribute__((constructor)) init_globals(void)
 {
+	int pidfd = sys_pidfd_open(getpid(), 0);
+	FILE *f = fopen(THP_PMD_SIZE, "r");
+
 	page_size = sysconf(_SC_PAGESIZE);
+	/* Without THP: a page table page's worth of 8-byte entries. */
+	thp_size = page_size / 8 * page_size;
+	if (f) {
+		if (fscanf(f, "%zu", &thp_size) != 1)
+			thp_size = page_size / 8 * page_size;
+		fclose(f);
+	}
+	addr_space_end = (void *)(uintptr_t)touched_sweep_user_end(pidfd);
+	if (pidfd >= 0)
+		close(pidfd);
 }
 
 /* Address of page @n of the area at @base. */
 #define PG(base, n)	((char *)(base) + (size_t)(n) * page_size)
-
-/* The end of a window covering every user address (4-level paging). */
-#define ADDR_SPACE_END	((void *)((1UL << 47) - page_size))
 
 /* The call fails with @err, and nothing else. */
 #define EXPECT_ERRNO(err, call) do {					\
@@ -1136,8 +1154,6 @@ TEST_F(shared, mprotect_roundtrip_not_reported)
 
 /* ---- THP ------------------------------------------------------------ */
 
-#define THP_SIZE	(2UL << 20)
-
 FIXTURE(thp)
 {
 	int pidfd;
@@ -1226,9 +1242,9 @@ TEST_F(thp, fresh_faults_page_precise)
 	/* A first write in a tracked VMA must not fault in a whole THP. */
 	write_page(buf, 10, 1);
 	write_page(buf, 11, 1);
-	write_page(buf, 300, 1);
+	write_page(buf, n - 5, 1);
 	EXPECT_EQ(0, anon_huge_kb(buf, buf + THP_SIZE));
-	EXPECT_PAGES(self->pidfd, buf, n, CLEAR, { 10, 12, TOUCHED }, { 300, 301, TOUCHED });
+	EXPECT_PAGES(self->pidfd, buf, n, CLEAR, { 10, 12, TOUCHED }, { n - 5, n - 4, TOUCHED });
 	EXPECT_NONE(self->pidfd, buf, n, PEEK);
 }
 
@@ -2492,6 +2508,38 @@ TEST_F_TIMEOUT(ts, concurrent_writers_child, 90)
 #define NUMA_SCAN_MIN	"/sys/kernel/debug/sched/numa_balancing/scan_period_min_ms"
 
 /* How many of @n pages at @buf are on a node other than @node. */
+/*
+ * Run on node 0's CPUs, so that pages on node 1 are remote: where every
+ * node has CPUs (not numa=fake), the scheduler could otherwise pick one of
+ * node 1's and NUMA balancing would have nothing to move.  Leaves the
+ * affinity alone if node 0 has no CPUs.
+ */
+static void bind_to_node0(void)
+{
+	char list[256], *p = list;
+	unsigned int first, last;
+	int used, any = 0;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	if (read_file("/sys/devices/system/node/node0/cpulist", list,
+		      sizeof(list)))
+		return;
+	while (sscanf(p, "%u%n", &first, &used) == 1) {
+		p += used;
+		last = first;
+		if (*p == '-' && sscanf(p + 1, "%u%n", &last, &used) == 1)
+			p += 1 + used;
+		for (; first <= last && first < CPU_SETSIZE; first++, any++)
+			CPU_SET(first, &set);
+		if (*p != ',')
+			break;
+		p++;
+	}
+	if (any)
+		sched_setaffinity(0, sizeof(set), &set);
+}
+
 static int pages_off_node(char *buf, int n, int node)
 {
 	int status[64], i, off = 0;
@@ -2545,6 +2593,7 @@ TEST(numa_hinting_restore)
 
 		close(cmd[1]);
 		close(ack[0]);
+		bind_to_node0();
 		buf = map_anon(n);
 		if (!buf)
 			_exit(1);
@@ -2880,28 +2929,34 @@ static int untrack_many(int pidfd, char *buf, long n, long pages)
 FIXTURE(marks)
 {
 	int pidfd;
+	long pages;	/* of each VMA */
 	long base;	/* the count before tracking */
 };
 
+/*
+ * @n VMAs of @pages pages each, or, where @bitmap_pages is set, of as many
+ * pages as make a bitmap of that many pages: kmalloc() serves up to two.
+ */
 FIXTURE_VARIANT(marks)
 {
 	long (*count)(void);
 	long n;
 	long pages;
+	long bitmap_pages;
 	long per_vma;
 	long slack;
 };
 
-/* 384 MiB: 12 KiB bitmaps, vmalloc()ed. */
+/* Bitmaps of 3 pages (384 MiB with 4 KiB pages): vmalloc()ed. */
 FIXTURE_VARIANT_ADD(marks, vmalloc)
 {
-	.count = vmalloc_marks, .n = 3, .pages = 98304, .per_vma = 1,
+	.count = vmalloc_marks, .n = 3, .bitmap_pages = 3, .per_vma = 1,
 };
 
-/* 512 MiB: 16 KiB bitmaps, a power of two: kmalloc()ed, not vmalloc()ed. */
+/* Bitmaps of 4 pages, a power of two: kmalloc()ed, not vmalloc()ed. */
 FIXTURE_VARIANT_ADD(marks, power_of_two_not_vmalloc)
 {
-	.count = vmalloc_marks, .n = 2, .pages = 131072, .per_vma = 0,
+	.count = vmalloc_marks, .n = 2, .bitmap_pages = 4, .per_vma = 0,
 };
 
 /* 32 MiB: 1 KiB bitmaps, from the 1 KiB kmalloc cache. */
@@ -2917,6 +2972,8 @@ FIXTURE_SETUP(marks)
 	ASSERT_GE(self->pidfd, 0);
 	if (no_syscall(self->pidfd))
 		SKIP(return, "touched_sweep() not supported");
+	self->pages = variant->bitmap_pages ?
+		variant->bitmap_pages * page_size * 8 : variant->pages;
 	self->base = variant->count();
 	if (self->base < 0)
 		SKIP(return, "cannot count (" VMALLOCINFO ", " SLAB_DIR ")");
@@ -2957,21 +3014,21 @@ static void expect_settles(struct __test_metadata *_metadata,
 
 TEST_F_TIMEOUT(marks, freed_by_untrack, 300)
 {
-	char *buf = track_many(self->pidfd, variant->n, variant->pages);
+	char *buf = track_many(self->pidfd, variant->n, self->pages);
 
 	ASSERT_NE(NULL, buf);
 	EXPECT_MARKS_RISE();
-	ASSERT_EQ(0, untrack_many(self->pidfd, buf, variant->n, variant->pages));
+	ASSERT_EQ(0, untrack_many(self->pidfd, buf, variant->n, self->pages));
 	EXPECT_MARKS_FREED("after UNTRACK");
 }
 
 TEST_F_TIMEOUT(marks, freed_by_munmap, 300)
 {
-	char *buf = track_many(self->pidfd, variant->n, variant->pages);
+	char *buf = track_many(self->pidfd, variant->n, self->pages);
 
 	ASSERT_NE(NULL, buf);
 	EXPECT_MARKS_RISE();
-	ASSERT_EQ(0, munmap(buf, variant->n * (variant->pages + 1) * page_size));
+	ASSERT_EQ(0, munmap(buf, variant->n * (self->pages + 1) * page_size));
 	EXPECT_MARKS_FREED("after munmap");
 }
 
@@ -2989,7 +3046,7 @@ TEST_F_TIMEOUT(marks, freed_at_exit, 300)
 		close(ready[0]);
 		close(go[1]);
 		pidfd = sys_pidfd_open(getpid(), 0);
-		if (pidfd < 0 || !track_many(pidfd, variant->n, variant->pages))
+		if (pidfd < 0 || !track_many(pidfd, variant->n, self->pages))
 			_exit(1);
 		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
 			_exit(2);

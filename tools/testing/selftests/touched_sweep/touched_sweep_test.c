@@ -44,9 +44,18 @@
  */
 #define TARGET_ENV	"TOUCHED_SWEEP_TARGET_FD"
 
+/* In the kernel half of the address space on x86-64 and arm64 alike. */
+#define KERNEL_ADDR	0xffff888000000000ULL
+
 static int sys_mseal(void *start, size_t len)
 {
 	return syscall(__NR_mseal, start, len, 0);
+}
+
+/* mseal() of nothing succeeds wherever mseal() exists (6.10 and later). */
+static bool have_mseal(void)
+{
+	return sys_mseal((void *)sysconf(_SC_PAGESIZE), 0) == 0;
 }
 
 /*
@@ -274,7 +283,7 @@ TEST_F(args, bad_range)
 TEST_F(args, bad_vec)
 {
 	/* A kernel address, with and without room for ranges. */
-	self->args.vec = 0xffff888000000000ULL;
+	self->args.vec = KERNEL_ADDR;
 	EXPECT_ERRNO(EFAULT, sys_touched_sweep(self->pidfd, &self->args));
 	self->args.vec_len = 0;
 	EXPECT_ERRNO(EFAULT, sys_touched_sweep(self->pidfd, &self->args));
@@ -309,7 +318,7 @@ TEST_F(args, checks_run_in_documented_order)
 
 	/* A bad vector wins over a bad pidfd. */
 	self->args.op = TOUCHED_SWEEP_OP_SWEEP;
-	self->args.vec = 0xffff888000000000ULL;
+	self->args.vec = KERNEL_ADDR;
 	EXPECT_ERRNO(EFAULT, sys_touched_sweep(-1, &self->args));
 }
 
@@ -1338,7 +1347,7 @@ TEST_F(prot, sealed_mapping_not_tracked)
 	memset(buf, 0x44, len);
 	sealed = buf + 2 * self->page;
 	ASSERT_EQ(0, mprotect(sealed, 2 * self->page, PROT_READ));
-	if (sys_mseal(sealed, 2 * self->page) && errno == ENOSYS)
+	if (!have_mseal())
 		SKIP(return, "no mseal()");
 	ASSERT_EQ(0, sys_mseal(sealed, 2 * self->page));
 	/* Three VMAs: read-write, sealed read-only, read-write. */
@@ -1386,7 +1395,7 @@ TEST_F(prot, sealed_after_tracking_stays_tracked)
 	memset(buf, 0x44, len);
 	ASSERT_EQ(0, op_on(self->pidfd, TOUCHED_SWEEP_OP_TRACK, buf, len));
 	sealed = buf + 2 * self->page;
-	if (sys_mseal(sealed, 4 * self->page) && errno == ENOSYS)
+	if (!have_mseal())
 		SKIP(return, "no mseal()");
 	ASSERT_EQ(0, sys_mseal(sealed, 4 * self->page));
 	ASSERT_EQ(3, maps_of(getpid(), buf, buf + len, before, sizeof(before)));
@@ -1544,11 +1553,13 @@ TEST_F_TIMEOUT(fuzz, random_and_boundary_arguments, 7200)
 	pthread_t thread;
 	siginfo_t info;
 	int distinct = 0, e;
+	__u64 user_end;
 
 	self_fd = sys_pidfd_open(getpid(), 0);
 	ASSERT_GE(self_fd, 0);
 	if (!touched_sweep_present(self_fd))
 		SKIP(return, "touched_sweep() not supported");
+	user_end = touched_sweep_user_end(self_fd);
 
 	/* Memory: tracked pages, a read-only page, a hole, buffers. */
 	region = mmap(NULL, (FUZZ_PAGES + 8) * page, PROT_READ | PROT_WRITE,
@@ -1608,8 +1619,8 @@ TEST_F_TIMEOUT(fuzz, random_and_boundary_arguments, 7200)
 			(uintptr_t)region + FUZZ_PAGES * page,
 			(uintptr_t)hole, (uintptr_t)hole + page,
 			(uintptr_t)region + 1, (uintptr_t)region + page / 2,
-			0, page, ~0ULL, ~0ULL - page + 1, 1ULL << 47,
-			(1ULL << 47) - page, 0xffff888000000000ULL,
+			0, page, ~0ULL, ~0ULL - page + 1, user_end,
+			user_end + page, user_end - page, KERNEL_ADDR,
 			fuzz_rand(),
 		};
 		const uint64_t vecs[] = {
@@ -1617,7 +1628,7 @@ TEST_F_TIMEOUT(fuzz, random_and_boundary_arguments, 7200)
 			(uintptr_t)tail - sizeof(struct touched_range),
 			(uintptr_t)tail - 2 * sizeof(struct touched_range) + 8,
 			(uintptr_t)ro, (uintptr_t)hole, (uintptr_t)u.page,
-			(uintptr_t)vec + 1, 0xffff888000000000ULL, ~0ULL,
+			(uintptr_t)vec + 1, KERNEL_ADDR, ~0ULL,
 			fuzz_rand(),
 		};
 		const uint64_t lens[] = { 0, 1, 2, 4, 4, 170, 1ULL << 40,
@@ -1625,7 +1636,7 @@ TEST_F_TIMEOUT(fuzz, random_and_boundary_arguments, 7200)
 		/* Where the structure itself lies. */
 		char *const places[] = { argbuf, argbuf, argbuf,
 					 argbuf + 2 * page - 16, ro, hole,
-					 NULL, (char *)0xffff888000000000ULL };
+					 NULL, (char *)KERNEL_ADDR };
 		struct touched_sweep_args *args = (void *)argbuf;
 		char *place = places[fuzz_index(ARRAY_SIZE(places))];
 		uint64_t a = addrs[fuzz_index(ARRAY_SIZE(addrs))];
