@@ -174,7 +174,7 @@ def _remember_pristine(rel: str) -> None:
         marker.touch()
 
 
-def _desired_content() -> dict[str, bytes]:
+def desired_content() -> dict[str, bytes]:
     """What every file the repository manages should contain."""
     want = overlay_content()
     series = series_patches()
@@ -213,7 +213,7 @@ def sync_tree() -> None:
     state_file = STATE / "written.json"
     previous: dict[str, str] = (json.loads(state_file.read_text())
                                 if state_file.exists() else {})
-    want = _desired_content()
+    want = desired_content()
     changed = []
     for rel, data in want.items():
         path = TREE / rel

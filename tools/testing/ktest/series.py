@@ -476,6 +476,9 @@ def build_step(tree: Path, obj: Path, label: str) -> list[str]:
 def check_patches(arm64: bool = True, boot: bool = True) -> int:
     """Apply and build the series patch by patch, then cross-build arm64."""
     started = time.monotonic()
+    # The build's own tree is what the series must end up as.
+    kbuild.extract()
+    kbuild.sync_tree()
     files, report = make_patches()
     series = files[1:]
     tree = _fresh_tree()
@@ -483,15 +486,19 @@ def check_patches(arm64: bool = True, boot: bool = True) -> int:
     results: dict[str, object] = {"patches": {}}
     steps: dict[str, object] = {}
     problems: list[str] = []
+    # The tree lies inside the repository's work tree, where git apply
+    # would take paths as relative to the repository and skip them all.
+    alone = {"GIT_CEILING_DIRECTORIES": str(tree.parent)}
     for i, patch in enumerate(series, 1):
         t0 = time.monotonic()
         stage(f"[{i}/{len(series)}] applying and building {patch.name}")
         try:
             run_logged(f"git apply {patch.name}",
                        ["git", "apply", "--check", patch],
-                       log_path("series-apply"), cwd=tree)
+                       log_path("series-apply"), cwd=tree, env=alone)
             run_logged(f"git apply {patch.name}", ["git", "apply", patch],
-                       log_path("series-apply"), cwd=tree, append=True)
+                       log_path("series-apply"), cwd=tree, append=True,
+                       env=alone)
         except StepFailed as e:
             raise StepFailed(f"{patch.name} does not apply to the tree "
                              f"left by the patches before it\n{e}") from None
@@ -520,6 +527,11 @@ def check_patches(arm64: bool = True, boot: bool = True) -> int:
             results["docs"] = docs_check(tree, problems)
         steps[patch.name] = step
     results["patches"] = steps
+    differ = [rel for rel, data in kbuild.desired_content().items()
+              if not (tree / rel).exists() or (tree / rel).read_bytes() != data]
+    if differ:
+        raise StepFailed("after the series the tree differs from what the "
+                         f"build uses in: {', '.join(differ)}")
     if arm64:
         results["arm64"] = arm64_check(tree, boot, problems)
     results["checkpatch"] = {"errors": len(report.errors),
