@@ -31,9 +31,9 @@ _KERNEL_INT_TYPE = re.compile(r"\b__(?:[us](?:8|16|32|64)|[lb]e(?:16|32|64))\b")
 _LINE_MARKER = re.compile(r'^#\s+\d+\s+"(?P<file>[^"]*)"')
 _OBJECT_MACRO = re.compile(r"^#define\s+(?P<name>[A-Za-z_]\w*)(?P<body>\s.*)?$")
 
-# The syscall number comes from <asm/unistd.h> once the call is upstream; until
-# then it is 463 on x86_64 and on the architectures using the generic table
-# (recognised by io_setup being number 0 there).
+# The syscall number comes from <asm/unistd.h> once the headers have it;
+# until then it is what the series gives it in every table: 463, 573 on
+# alpha, and offset by the ABI's base on mips and x32.
 _SOURCE = r"""
 #include <errno.h>
 #include <unistd.h>
@@ -42,12 +42,14 @@ _SOURCE = r"""
 #include <linux/touched_sweep.h>
 
 #ifndef __NR_touched_sweep
-# if defined(__x86_64__) && !defined(__ILP32__)
-#  define __NR_touched_sweep 463
-# elif defined(__NR_io_setup) && __NR_io_setup == 0
-#  define __NR_touched_sweep 463
+# if defined(__alpha__)
+#  define __NR_touched_sweep 573
+# elif defined(__mips__)
+#  define __NR_touched_sweep (__NR_Linux + 463)
+# elif defined(__x86_64__) && defined(__ILP32__)
+#  define __NR_touched_sweep (__X32_SYSCALL_BIT + 463)
 # else
-#  error "touched_sweep: syscall number unknown on this architecture"
+#  define __NR_touched_sweep 463
 # endif
 #endif
 
