@@ -12,7 +12,6 @@
 #define _LINUX_TOUCHED_SWEEP_H
 
 #include <linux/mm.h>
-#include <uapi/linux/touched_sweep.h>
 
 struct ma_state;
 struct touched_vma;

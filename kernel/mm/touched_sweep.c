@@ -29,6 +29,7 @@
 #include <linux/syscalls.h>
 #include <linux/touched_sweep.h>
 #include <linux/uaccess.h>
+#include <uapi/linux/touched_sweep.h>
 
 #include <asm/tlb.h>
 
