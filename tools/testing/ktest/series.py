@@ -512,6 +512,7 @@ def check_patches(arm64: bool = True, boot: bool = True) -> int:
             run_logged("make headers", ["make", "-C", tree, f"O={obj}",
                                         "headers"], log_path("series-headers"))
             out = WORK / "selftests"
+            out.mkdir(parents=True, exist_ok=True)
             log = log_path("series-selftests")
             run_logged("selftest build",
                        ["make", "-C", selftests, f"OUTPUT={out}",
