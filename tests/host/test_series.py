@@ -183,3 +183,26 @@ def test_history_applies_in_order_and_matches_the_build() -> None:
     assert len(subjects) == len(patches) + 1
     for rel, data in kbuild.overlay_content().items():
         assert (repo / rel).read_bytes() == data, rel
+
+
+def test_check_summary_names_every_patch_and_problem(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    results: dict[str, object] = {
+        "patches": {"0001-a.patch": {"build_s": 98.5, "warnings": 0},
+                    "0002-b.patch": {"build_s": 12.0, "warnings": 1}},
+        "selftests": {"built": ["t1", "t2"], "warnings": 0},
+        "docs": {"kernel_doc_files": 5, "kernel_doc_warnings": 0,
+                 "htmldocs_warnings": 0, "htmldocs_s": 37},
+        "arm64": {"summary": "arm64: fine."},
+        "checkpatch": {"errors": 0, "warnings": 0, "checks": 0},
+        "seconds": 371,
+    }
+    series.print_check_summary(results, ["0002-b.patch: x.c:1: warning: y"])
+    out = capsys.readouterr().out
+    assert "2 patches applied and built one by one; 371 s" in out
+    assert "0002-b.patch" in out and "1 warnings" in out
+    assert "Sphinx: 0 warnings (37 s)" in out and "arm64: fine." in out
+    assert "check-patches: 1 problem(s):" in out
+    assert "check-patches: ok" not in out
+    series.print_check_summary(results, [])
+    assert capsys.readouterr().out.rstrip().endswith("check-patches: ok")

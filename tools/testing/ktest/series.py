@@ -611,8 +611,8 @@ def arm64_check(tree: Path, boot: bool, problems: list[str]) -> dict[str,
     skipped = sum(t.counts.skipped for t in booted.tests)
     result["summary"] = (
         f"{built}.  Booted in qemu-system-aarch64 under TCG emulation "
-        f"(-cpu {arm64.DEFAULT_CPU}, hardware dirty-bit management on), "
-        f"the {len(booted.tests)} selftest programs give {passed} passed, "
+        f"(-cpu {arm64.DEFAULT_CPU}, hardware dirty-bit management on), it "
+        f"runs the {len(booted.tests)} selftest programs: {passed} passed, "
         f"{failed} failed, {skipped} skipped"
         + (", console clean" if not booted.splats
            else f", {len(booted.splats)} kernel splats")
@@ -622,16 +622,31 @@ def arm64_check(tree: Path, boot: bool, problems: list[str]) -> dict[str,
 
 def print_check_summary(results: dict[str, object],
                         problems: list[str]) -> None:
-    print()
-    print(f"check-patches: {len(results['patches'])} patches "  # type: ignore[arg-type]
-          f"applied and built one by one, {results['seconds']} s")
-    for name, step in results["patches"].items():  # type: ignore[attr-defined]
-        print(f"  {name:60.60} {step['build_s']:6.1f} s")
-    for key in ("selftests", "docs", "arm64", "checkpatch"):
-        if key in results:
-            print(f"  {key}: {results[key]}")
+    steps = results["patches"]
+    assert isinstance(steps, dict)
+    print(f"\ncheck-patches: {len(steps)} patches applied and built one by "
+          f"one; {results['seconds']} s in all")
+    for name, step in steps.items():
+        print(f"  {name[:56]:56} {step['build_s']:6.1f} s, "
+              f"{step['warnings']} warnings")
+    selftests = results.get("selftests")
+    if isinstance(selftests, dict):
+        print(f"  selftests: {len(selftests['built'])} built, "
+              f"{selftests['warnings']} warnings")
+    docs_result = results.get("docs")
+    if isinstance(docs_result, dict):
+        print(f"  kernel-doc: {docs_result['kernel_doc_warnings']} warnings "
+              f"in {docs_result['kernel_doc_files']} files; Sphinx: "
+              f"{docs_result.get('htmldocs_warnings', 'not run')} warnings"
+              + (f" ({docs_result['htmldocs_s']} s)"
+                 if "htmldocs_s" in docs_result else ""))
+    arm = results.get("arm64")
+    if isinstance(arm, dict):
+        print("  " + textwrap.fill(str(arm.get("summary")), 76,
+                                   subsequent_indent="    "))
+    print(f"  checkpatch --strict: {results['checkpatch']}")
     if problems:
-        print(f"{len(problems)} problem(s):")
+        print(f"check-patches: {len(problems)} problem(s):")
         for p in problems:
             print(f"  {p}")
     else:
