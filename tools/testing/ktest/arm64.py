@@ -23,7 +23,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -397,7 +396,6 @@ def boot_arm64(image: Path, initramfs: Path, timeout: float = DEFAULT_TIMEOUT, *
           f"{memory_mib} MiB, timeout {timeout:.0f}s; console: {_show(console_log)})")
     follower = vm._Follower(console_log) if stream else None
     began = time.monotonic()
-    timed_out = False
     with open(console_log, "wb") as console:
         console.write(f"$ {shlex.join(argv)}\n".encode())
         console.flush()
@@ -406,15 +404,7 @@ def boot_arm64(image: Path, initramfs: Path, timeout: float = DEFAULT_TIMEOUT, *
         proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
+            timed_out = vm.wait_or_kill(proc, timeout)
         finally:
             if follower:
                 follower.done.set()

@@ -241,6 +241,25 @@ def _claim_run_dir() -> tuple[Path, Path, IO[bytes]]:
     raise AssertionError("unreachable")
 
 
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for @proc, a session leader; kill its group at @timeout.
+
+    The group is killed too if the wait is interrupted (^C), so no QEMU is
+    left behind.  Return whether @timeout expired.
+    """
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return True
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return False
+
 def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         *, stream: bool = False) -> RunResult:
     """Boot @image, run @cmd in the guest and return what happened."""
@@ -281,23 +300,13 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
     if follower:
         follower.start()
     began = time.monotonic()
-    timed_out = False
     with open(console_log, "wb") as console:
         console.write(f"$ {shlex.join(argv)}\n".encode())
         console.flush()
         proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-        try:
-            proc.wait(timeout=opts.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
+        timed_out = wait_or_kill(proc, opts.timeout)
     seconds = time.monotonic() - began
     lock.close()  # the run directory may be reused from here on
     if follower:
