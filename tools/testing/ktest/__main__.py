@@ -19,7 +19,7 @@ import series
 import soak
 import suite
 import vm
-from common import BUILD, StepFailed, fail, stage
+from common import BUILD, StepFailed, fail, show, stage
 
 
 def _flavour_arg(p: argparse.ArgumentParser, default: str) -> None:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "bench", help="benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty",
         description="Build the kernel and the benchmark "
-                    f"({bench.show(bench.SOURCE)}), boot the kernel once to "
+                    f"({show(bench.SOURCE)}), boot the kernel once to "
                     "run it, then write build/bench/results.json, the PNG plots and a "
                     "table with the targets.  A missed target is reported, not an error: "
                     "the exit status is non-zero only if the run or the benchmark failed.",
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(the benchmark's -q)")
     p.add_argument("--report-only", type=Path, metavar="JSONL",
                    help="boot nothing: re-make the results, plots and table from "
-                        f"JSONL (e.g. {bench.show(bench.RAW_JSONL)}); "
+                        f"JSONL (e.g. {show(bench.RAW_JSONL)}); "
                         "the accelerator, date and guest size come from the "
                         "run.json beside it if there is one; --accel tcg|kvm "
                         "names the accelerator")
@@ -203,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra = ["-q", *extra]
             return bench.run(args.flavour, vm.options_from_args(args), extra)
         if args.command == "patches":
-            kbuild.extract()
-            series.make_patches()
+            series.require_clean(series.make_patches()[1])
             return 0
         if args.command == "check-patches":
             return series.check_patches(args.arm64, args.boot)

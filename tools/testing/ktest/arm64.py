@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kbuild
 import suite
 import vm
-from common import BUILD, REPO, StepFailed, log_path, run_logged, stage
+from common import BUILD, StepFailed, log_path, run_logged, show, stage
 
 KTEST_DIR = Path(__file__).resolve().parent
 ARM64_CONFIG = kbuild.CONFIGS / "arm64.config"
@@ -134,15 +134,6 @@ class BootResult:
         return why
 
 
-def _show(path: Path) -> str:
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def _jobs() -> int:
-    """What nproc prints: the CPUs this process may run on."""
-    return len(os.sched_getaffinity(0))
-
-
 def _cc() -> str:
     gcc = f"{CROSS_COMPILE}gcc"
     if not shutil.which(gcc):
@@ -151,11 +142,14 @@ def _cc() -> str:
     return f"ccache {gcc}" if shutil.which("ccache") else gcc
 
 
-def _make(tree: Path, obj: Path) -> list[str | os.PathLike[str]]:
+def _make_vars() -> list[str]:
     # The same CC for configuring as for building: Kconfig probes the
     # compiler, and a different CC would make the build reconfigure.
-    return ["make", "-C", tree, f"O={obj}", "ARCH=arm64",
-            f"CROSS_COMPILE={CROSS_COMPILE}", f"CC={_cc()}"]
+    return ["ARCH=arm64", f"CROSS_COMPILE={CROSS_COMPILE}", f"CC={_cc()}"]
+
+
+def _make(tree: Path, obj: Path) -> list[str | os.PathLike[str]]:
+    return ["make", "-C", tree, f"O={obj}", *_make_vars()]
 
 
 def fragments(tree: Path, extra: Sequence[Path] = ()) -> list[Path]:
@@ -169,7 +163,7 @@ def fragments(tree: Path, extra: Sequence[Path] = ()) -> list[Path]:
 def configure(tree: Path, obj: Path, extra: Sequence[Path] = ()) -> None:
     """tinyconfig plus the fragments, redone only when an input changed."""
     kbuild.configure_tree(tree, obj, fragments(tree, extra), "arm64",
-                          [str(a) for a in _make(tree, obj)[4:]])
+                          _make_vars())
 
 
 def build_arm64(tree: Path, obj: Path, extra_fragments: Sequence[Path] = ()) -> Path:
@@ -183,16 +177,16 @@ def build_arm64(tree: Path, obj: Path, extra_fragments: Sequence[Path] = ()) -> 
     image = obj / "arch" / "arm64" / "boot" / "Image"
     before = image.stat().st_mtime if image.exists() else None
     log = log_path("arm64-kernel")
-    stage(f"building the arm64 kernel (log: {_show(log)})")
+    stage(f"building the arm64 kernel (log: {show(log)})")
     try:
         run_logged("arm64 kernel build",
-                   [*_make(tree, obj), f"-j{_jobs()}", "Image"], log,
+                   [*_make(tree, obj), f"-j{kbuild._jobs()}", "Image"], log,
                    env=kbuild.BUILD_ENV, excerpt=kbuild.BUILD_ERRORS)
     except StepFailed as e:
         raise StepFailed(kbuild._repo_paths(str(e))) from None
     run_logged("installing the arm64 uapi headers",
                [*_make(tree, obj), "headers"], log_path("arm64-headers"))
-    stage(f"arm64 kernel ready: {_show(image)}"
+    stage(f"arm64 kernel ready: {show(image)}"
           + (" (unchanged)" if before == image.stat().st_mtime else ""))
     return image
 
@@ -205,17 +199,17 @@ def check_static_aarch64(path: Path) -> None:
     """
     data = path.read_bytes()
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise StepFailed(f"{_show(path)} is not a 64-bit little-endian ELF file")
+        raise StepFailed(f"{show(path)} is not a 64-bit little-endian ELF file")
     machine = int.from_bytes(data[18:20], "little")
     if machine != EM_AARCH64:
-        raise StepFailed(f"{_show(path)} is for ELF machine {machine}, not arm64")
+        raise StepFailed(f"{show(path)} is for ELF machine {machine}, not arm64")
     phoff = int.from_bytes(data[32:40], "little")
     phentsize = int.from_bytes(data[54:56], "little")
     phnum = int.from_bytes(data[56:58], "little")
     for i in range(phnum):
         off = phoff + i * phentsize
         if int.from_bytes(data[off:off + 4], "little") == PT_INTERP:
-            raise StepFailed(f"{_show(path)} is dynamically linked")
+            raise StepFailed(f"{show(path)} is dynamically linked")
 
 
 def build_arm64_selftests(tree: Path, obj: Path, out: Path) -> list[Path]:
@@ -247,7 +241,7 @@ def build_arm64_selftests(tree: Path, obj: Path, out: Path) -> list[Path]:
     programs = [out / name for name in SELFTESTS]
     for program in programs:
         if not program.exists():
-            raise StepFailed(f"the selftest build made no {_show(program)}")
+            raise StepFailed(f"the selftest build made no {show(program)}")
         check_static_aarch64(program)
     return programs
 
@@ -306,9 +300,19 @@ def build_initramfs(init: Path, programs: list[Path], dest: Path) -> Path:
     tmp = dest.with_suffix(".tmp")
     tmp.write_bytes(archive)
     tmp.replace(dest)
-    stage(f"initramfs: {_show(dest)} ({len(archive) >> 10} KiB, "
+    stage(f"initramfs: {show(dest)} ({len(archive) >> 10} KiB, "
           f"{len(programs)} selftests)")
     return dest
+
+
+def build_all(tree: Path, obj: Path, out: Path,
+              extra_fragments: Sequence[Path] = ()) -> tuple[Path, Path]:
+    """The kernel, the selftests and the initramfs: (Image, initramfs)."""
+    image = build_arm64(tree, obj, extra_fragments)
+    programs = build_arm64_selftests(tree, obj, out / "selftests")
+    initramfs = build_initramfs(build_init(out), programs,
+                                out / "initramfs.cpio")
+    return image, initramfs
 
 
 def qemu_argv(image: Path, initramfs: Path, append: str, *,
@@ -392,8 +396,8 @@ def boot_arm64(image: Path, initramfs: Path, timeout: float = DEFAULT_TIMEOUT, *
     argv = qemu_argv(image, initramfs, append, cpu=cpu, cpus=cpus,
                      memory_mib=memory_mib)
     console_log = log_path(CONSOLE_LOG_NAME)
-    stage(f"booting {_show(image)} (TCG, -cpu {cpu}, {cpus} vCPUs, "
-          f"{memory_mib} MiB, timeout {timeout:.0f}s; console: {_show(console_log)})")
+    stage(f"booting {show(image)} (TCG, -cpu {cpu}, {cpus} vCPUs, "
+          f"{memory_mib} MiB, timeout {timeout:.0f}s; console: {show(console_log)})")
     follower = vm._Follower(console_log) if stream else None
     began = time.monotonic()
     with open(console_log, "wb") as console:
@@ -436,7 +440,7 @@ def report(result: BootResult) -> None:
               f"skip {c.skipped:3}  {t.seconds:6.1f} s"
               + (f"  ({c.note})" if c.note else ""))
     print(f"  kernel splats: {len(result.splats) or 'none'}; console: "
-          f"{_show(result.console_log)}")
+          f"{show(result.console_log)}")
     problems = result.problems()
     print("  result: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)),
           flush=True)
@@ -460,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                              "build/linux, first brought up to date with the "
                              "repository)")
     parser.add_argument("--obj", type=Path, default=OBJ,
-                        help=f"kernel build directory (default: {_show(OBJ)})")
+                        help=f"kernel build directory (default: {show(OBJ)})")
     parser.add_argument("--fragment", type=Path, action="append", default=[],
                         metavar="FILE",
                         help="another config fragment, merged last (repeatable); "
@@ -469,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                              "use it with its own --obj")
     parser.add_argument("--out", type=Path, default=OUT,
                         help="directory for the init, the selftests, the "
-                             f"initramfs and the TAP results (default: {_show(OUT)})")
+                             f"initramfs and the TAP results (default: {show(OUT)})")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="wall-clock limit for the whole boot, in seconds "
                              "(default: %(default)s)")
@@ -499,10 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tree = args.tree.resolve()
         # merge_config.sh runs in the tree: relative paths would not do.
-        image = build_arm64(tree, obj, [f.resolve() for f in args.fragment])
-        programs = build_arm64_selftests(tree, obj, out / "selftests")
-        initramfs = build_initramfs(build_init(out), programs,
-                                    out / "initramfs.cpio")
+        image, initramfs = build_all(tree, obj, out,
+                                     [f.resolve() for f in args.fragment])
     except StepFailed as e:
         print(f"arm64: {e}", file=sys.stderr, flush=True)
         return 1

@@ -31,7 +31,7 @@ from typing import Any
 
 import kbuild
 import vm
-from common import BUILD, REPO, StepFailed, log_path, run_logged, stage
+from common import BUILD, REPO, StepFailed, log_path, run_logged, show, stage
 
 SOURCE = REPO / "tools" / "testing" / "bench" / "touched_sweep_bench.c"
 BENCH_DIR = BUILD / "bench"
@@ -853,11 +853,6 @@ def write_report(data: BenchData, info: RunInfo, out_dir: Path | None = None) ->
           f"{unmeasured} not measured"
           + (f"; {len(data.errors)} error(s) in the run" if data.errors else ""))
     return 1 if data.errors else 0
-
-
-def show(path: Path) -> str:
-    """@path relative to the repository when it is inside it."""
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def compile_bench(flavour: str) -> Path:

@@ -28,6 +28,12 @@ def stage(message: str) -> None:
     print(f"[{time.monotonic() - _start:7.1f}s] {message}", flush=True)
 
 
+def show(path: Path) -> str:
+    """@path relative to the repository when it is inside it."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) \
+        else str(path)
+
+
 def log_path(name: str) -> Path:
     LOGS.mkdir(parents=True, exist_ok=True)
     return LOGS / f"{name}.log"

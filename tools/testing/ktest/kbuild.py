@@ -78,7 +78,8 @@ def bzimage(flavour: str) -> Path:
 
 
 def _jobs() -> str:
-    return str(os.cpu_count() or 2)
+    """What nproc prints: the CPUs this process may run on."""
+    return str(len(os.sched_getaffinity(0)))
 
 
 def _sha(data: bytes) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import docs
 import kbuild
-from common import BUILD, REPO, StepFailed, log_path, run_logged, stage
+from common import BUILD, REPO, StepFailed, log_path, run_logged, show, stage
 
 PATCHES = kbuild.PATCHES
 NEW_FILES = PATCHES / "new-files"
@@ -66,12 +66,6 @@ class SeriesPatch:
         return self.path.name
 
 
-def _show(path: Path) -> str:
-    """@path relative to the repository if it is in it."""
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) \
-        else str(path)
-
-
 def _number(patch: Path) -> str:
     return patch.name.split("-", 1)[0]
 
@@ -87,7 +81,7 @@ def plan() -> list[SeriesPatch]:
         words = line.split("#", 1)[0].split()
         if not words:
             continue
-        where = f"{_show(NEW_FILES)}:{lineno}"
+        where = f"{show(NEW_FILES)}:{lineno}"
         patch = by_number.get(words[0])
         if patch is None:
             raise StepFailed(f"{where}: no patch numbered {words[0]} "
@@ -106,12 +100,12 @@ def plan() -> list[SeriesPatch]:
                 added[patch.name].append(rel)
     unassigned = [rel for rel in new if rel not in owner]
     if unassigned:
-        raise StepFailed(f"{_show(NEW_FILES)} does not say which "
+        raise StepFailed(f"{show(NEW_FILES)} does not say which "
                          f"patch adds {', '.join(unassigned)}")
     stems = {p.stem for p in series}
     for diff in sorted(STAGES.glob("*.diff")) if STAGES.is_dir() else []:
         if diff.stem not in stems:
-            raise StepFailed(f"{_show(diff)} belongs to no patch "
+            raise StepFailed(f"{show(diff)} belongs to no patch "
                              "of the series")
     diffs = {p.name: STAGES / f"{p.stem}.diff" for p in series}
     return [SeriesPatch(p, tuple(added[p.name]),
@@ -140,7 +134,7 @@ def staged_content(patches: list[SeriesPatch]) -> list[dict[str, bytes]]:
             for rel in kbuild.patch_files(diff):
                 if rel not in earlier:
                     raise StepFailed(
-                        f"{_show(diff)} changes {rel}, which no "
+                        f"{show(diff)} changes {rel}, which no "
                         f"patch before {patches[i].name} adds")
             try:
                 run_logged(f"undoing {diff.name}",
@@ -149,7 +143,7 @@ def staged_content(patches: list[SeriesPatch]) -> list[dict[str, bytes]]:
                             "-d", root, "-i", diff], log, append=True)
             except StepFailed as e:
                 raise StepFailed(
-                    f"{_show(diff)} no longer applies to the new "
+                    f"{show(diff)} no longer applies to the new "
                     "files: edit the earlier version of the files it "
                     "changes and regenerate it (kernel/patches/README)"
                     f"\n{e}") from None
@@ -388,13 +382,11 @@ def fill_cover_letter(cover: Path, report: CheckpatchReport) -> None:
     cover.write_text(text)
 
 
-def make_patches(checkpatch: Path | None = None) -> tuple[list[Path],
-                                                          CheckpatchReport]:
+def make_patches() -> tuple[list[Path], CheckpatchReport]:
     """Write the series into build/patches; return it and checkpatch's report.
 
-    Raises StepFailed if a patch does not apply or checkpatch reports an
-    error, a warning or a check that kernel/patches/checkpatch-checks does
-    not justify.
+    Raises StepFailed if a patch does not apply in order; what checkpatch
+    found is in the report (see require_clean()).
     """
     patches = plan()
     stage(f"rebuilding the history of {len(patches)} patches "
@@ -406,24 +398,24 @@ def make_patches(checkpatch: Path | None = None) -> tuple[list[Path],
          env=_identity(patches[0].path))
     files = sorted(OUT.glob("*.patch"))
     cover, series = files[0], files[1:]
-    checkpatch = checkpatch or kbuild.TREE / "scripts" / "checkpatch.pl"
-    if not checkpatch.exists():
-        checkpatch = pristine_files(["scripts/checkpatch.pl",
-                                     "scripts/spelling.txt",
-                                     "scripts/const_structs.checkpatch"]) \
-            / "scripts" / "checkpatch.pl"
+    kbuild.extract()  # for scripts/checkpatch.pl
     stage(f"checkpatch --strict on {len(series)} patches")
-    report = run_checkpatch(series, checkpatch)
+    report = run_checkpatch(series, kbuild.TREE / "scripts" / "checkpatch.pl")
     fill_cover_letter(cover, report)
     stage(f"series written to {OUT.relative_to(REPO)}/: {len(files)} files "
           f"(log: {log_path('checkpatch-series')})")
-    if not report.ok:
-        problems = report.errors + report.warnings + [
-            f"{u} -- not justified in "
-            f"{_show(CHECK_REASONS)}" for u in report.unjustified]
-        raise StepFailed("checkpatch --strict on the series:\n  "
-                         + "\n  ".join(problems))
     return files, report
+
+
+def require_clean(report: CheckpatchReport) -> None:
+    """Raise StepFailed on an error, a warning or an unjustified check."""
+    if report.ok:
+        return
+    problems = report.errors + report.warnings + [
+        f"{u} -- not justified in {show(CHECK_REASONS)}"
+        for u in report.unjustified]
+    raise StepFailed("checkpatch --strict on the series:\n  "
+                     + "\n  ".join(problems))
 
 
 # ---- make check-patches ------------------------------------------------
@@ -480,6 +472,7 @@ def check_patches(arm64: bool = True, boot: bool = True) -> int:
     kbuild.extract()
     kbuild.sync_tree()
     files, report = make_patches()
+    require_clean(report)
     series = files[1:]
     tree = _fresh_tree()
     obj = WORK / "obj-x86"
@@ -541,7 +534,7 @@ def check_patches(arm64: bool = True, boot: bool = True) -> int:
     results["seconds"] = round(time.monotonic() - started)
     CHECK_RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     # The cover letter reports the arm64 result just measured.
-    make_patches()
+    require_clean(make_patches()[1])
     print_check_summary(results, problems)
     return 1 if problems else 0
 
@@ -580,11 +573,7 @@ def arm64_check(tree: Path, boot: bool, problems: list[str]) -> dict[str,
     result: dict[str, object] = {}
     out = WORK / "arm64"
     try:
-        image = arm64.build_arm64(tree, WORK / "obj-arm64")
-        programs = arm64.build_arm64_selftests(tree, WORK / "obj-arm64",
-                                               out / "selftests")
-        initramfs = arm64.build_initramfs(arm64.build_init(out), programs,
-                                          out / "initramfs.cpio")
+        image, initramfs = arm64.build_all(tree, WORK / "obj-arm64", out)
     except StepFailed as e:
         problems.append(f"arm64 build: {e}")
         result["summary"] = "arm64: the cross-build FAILED."

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from common import BUILD, LOGS, REPO, StepFailed, stage
+from common import BUILD, LOGS, REPO, StepFailed, show, stage
 
 GUEST_INIT = REPO / "tools" / "testing" / "ktest" / "guest-init"
 VM_DIR = BUILD / "vm"
@@ -293,7 +293,7 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         "-fsdev", f"local,id=out,path={out_dir},security_model=none",
         "-device", "virtio-9p-pci,fsdev=out,mount_tag=out",
     ]
-    stage(f"booting {image.relative_to(REPO) if image.is_relative_to(REPO) else image} "
+    stage(f"booting {show(image)} "
           f"({accel}, {opts.cpus} vCPUs, {opts.memory}, timeout "
           f"{opts.timeout:.0f}s; console: {console_log})")
     follower = _Follower(out_dir / "output") if stream else None
