@@ -90,6 +90,8 @@ static inline void touched_vma_dup_init(struct vm_area_struct *vma)
 	vma->touched = NULL;
 }
 
+void touched_mapping_changed(struct address_space *mapping, pgoff_t first,
+			     pgoff_t last);
 void touched_vma_free(struct vm_area_struct *vma);
 void touched_vma_fork(struct vm_area_struct *child);
 int touched_vma_split_prepare(struct vm_area_struct *vma,
@@ -123,6 +125,11 @@ static inline bool touched_needs_wp(struct vm_area_struct *vma,
 				    unsigned long addr, unsigned long nr)
 {
 	return false;
+}
+
+static inline void touched_mapping_changed(struct address_space *mapping,
+					   pgoff_t first, pgoff_t last)
+{
 }
 
 static inline void touched_vma_dup_init(struct vm_area_struct *vma) {}

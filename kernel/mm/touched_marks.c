@@ -24,6 +24,7 @@
 
 #include <linux/err.h>
 #include <linux/fault-inject.h>
+#include <linux/fs.h>
 #include <linux/maple_tree.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
@@ -66,7 +67,14 @@ late_initcall(fail_touched_sweep_debugfs);
 /*
  * kmalloc() rounds sizes above KMALLOC_MAX_CACHE_SIZE up to a power of two
  * and vmalloc() rounds them up to a page: use whichever wastes less.
+ *
+ * The size follows a mapping any process may create (a PROT_NONE,
+ * MAP_NORESERVE reservation of terabytes), so an allocation that cannot be
+ * met fails quietly, without a warning and without the OOM killer: the
+ * caller returns -ENOMEM.
  */
+#define TOUCHED_MARKS_GFP	(GFP_KERNEL_ACCOUNT | __GFP_NOWARN | __GFP_RETRY_MAYFAIL)
+
 static unsigned long *touched_marks_alloc(unsigned long words)
 {
 	size_t bytes = array_size(words, sizeof(unsigned long));
@@ -74,8 +82,8 @@ static unsigned long *touched_marks_alloc(unsigned long words)
 	if (touched_should_fail(bytes))
 		return NULL;
 	if (bytes > KMALLOC_MAX_CACHE_SIZE && !is_power_of_2(bytes))
-		return __vmalloc(bytes, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
-	return kvzalloc(bytes, GFP_KERNEL_ACCOUNT);
+		return __vmalloc(bytes, TOUCHED_MARKS_GFP | __GFP_ZERO);
+	return kvzalloc(bytes, TOUCHED_MARKS_GFP);
 }
 
 struct touched_vma *touched_vma_alloc(unsigned long nr_pages)
@@ -241,15 +249,18 @@ climb:
  * that install a writable entry or change a page's contents without a
  * write fault (see touched_mark()).
  *
- * Locking: the caller holds the page table lock of the entries; takes the
- * per-mm tracking lock.
+ * Locking: a path that makes an entry writable holds the page table lock
+ * of the entries, so that a sweep clears the mark either before (and the
+ * entry is write-protected again) or after the write is possible.  A mark
+ * for contents that changed otherwise is set after the change, under
+ * whatever keeps @vma alive.  Takes the per-mm tracking lock.
  */
 void __touched_mark(struct vm_area_struct *vma, unsigned long addr,
 		    unsigned long nr)
 {
 	struct touched_mm *tm = vma->vm_mm->touched;
 	struct touched_vma *tv;
-	unsigned long idx, i;
+	unsigned long idx;
 
 	if (WARN_ON_ONCE(!tm))
 		return;
@@ -257,11 +268,46 @@ void __touched_mark(struct vm_area_struct *vma, unsigned long addr,
 	tv = vma->touched;
 	if (tv) {
 		idx = tv_index(tv, addr);
-		for (i = 0; i < nr && idx + i < tv->nr_pages; i++)
-			tb_set(tv, idx + i);
+		tb_set_range(tv, idx, min(nr, tv->nr_pages - idx));
 		touched_tag(tm, tv);
 	}
 	spin_unlock(&tm->lock);
+}
+
+/**
+ * touched_mapping_changed - mark the pages of a file range in tracked VMAs
+ * @mapping: the file's mapping
+ * @first: first page offset in the file
+ * @last: last page offset in the file, inclusive
+ *
+ * Truncation and hole punching zero the part of a folio they do not free
+ * while it stays mapped, and drop pages that no entry of the tracked VMA
+ * maps any more: neither goes through a page table entry of the VMA.
+ * Called after the page cache changed, so a sweep that clears a mark set
+ * here reports contents the change already shows.
+ *
+ * Locking: takes i_mmap_rwsem for reading and the per-mm tracking locks;
+ * the caller may hold the inode's locks and a folio lock, not mmap_lock.
+ */
+void touched_mapping_changed(struct address_space *mapping, pgoff_t first,
+			     pgoff_t last)
+{
+	struct vm_area_struct *vma;
+
+	if (!mapping_mapped(mapping))
+		return;
+	i_mmap_lock_read(mapping);
+	vma_interval_tree_foreach(vma, &mapping->i_mmap, first, last) {
+		pgoff_t from = max(first, vma->vm_pgoff);
+		pgoff_t to = min(last, vma->vm_pgoff + vma_pages(vma) - 1);
+
+		if (!vma_touch_tracked(vma))
+			continue;
+		__touched_mark(vma, vma->vm_start +
+			       ((from - vma->vm_pgoff) << PAGE_SHIFT),
+			       to - from + 1);
+	}
+	i_mmap_unlock_read(mapping);
 }
 
 /**
@@ -332,7 +378,9 @@ void touched_vma_fork(struct vm_area_struct *child)
 
 /*
  * Copy the marks of @from for [@start, @end) into @to, whose VMA starts at
- * @start, and return whether any was set.
+ * @start, and return whether any was set.  Only the words under set summary
+ * bits are read, a word at a time: a split copies under the tracking lock,
+ * and a VMA made by mremap() has every mark of possibly terabytes set.
  */
 static bool touched_copy_marks(struct touched_vma *to,
 			       const struct touched_vma *from,
@@ -341,12 +389,35 @@ static bool touched_copy_marks(struct touched_vma *to,
 {
 	unsigned long first = (start - from_start) >> PAGE_SHIFT;
 	unsigned long last = (end - from_start) >> PAGE_SHIFT;
-	unsigned long idx;
+	unsigned long group_words = 1UL << from->shift;
+	unsigned long wi, next, w, dst, off;
 	bool any = false;
 
-	for (idx = tb_next(from, first); idx < last; idx = tb_next(from, idx + 1)) {
-		tb_set(to, idx - first);
+	for (wi = first / BITS_PER_LONG; wi < BITS_TO_LONGS(last); wi = next) {
+		if (!test_bit(wi >> from->shift, from->summary)) {
+			next = round_down(wi, group_words) + group_words;
+			continue;
+		}
+		next = wi + 1;
+		w = from->marks[wi];
+		if (wi == first / BITS_PER_LONG)
+			w &= BITMAP_FIRST_WORD_MASK(first);
+		if (wi == (last - 1) / BITS_PER_LONG)
+			w &= BITMAP_LAST_WORD_MASK(last);
+		if (!w)
+			continue;
 		any = true;
+		if (wi * BITS_PER_LONG < first) {
+			/* Only the first word: its bits below @first are clear. */
+			tb_or_word(to, 0, w >> (first % BITS_PER_LONG));
+			continue;
+		}
+		dst = wi * BITS_PER_LONG - first;
+		off = dst % BITS_PER_LONG;
+		tb_or_word(to, dst / BITS_PER_LONG, w << off);
+		if (off && (w >> (BITS_PER_LONG - off)))
+			tb_or_word(to, dst / BITS_PER_LONG + 1,
+				   w >> (BITS_PER_LONG - off));
 	}
 	return any;
 }
@@ -505,8 +576,8 @@ void touched_vma_link(struct vm_area_struct *new)
 }
 
 /* Remember that [start, end) left tracking. */
-static void touched_mm_gone(struct touched_mm *tm, unsigned long start,
-			    unsigned long end)
+void touched_mm_gone(struct touched_mm *tm, unsigned long start,
+		     unsigned long end)
 {
 	if (start >= end)
 		return;

@@ -88,6 +88,35 @@ static inline void tb_set(struct touched_vma *tv, unsigned long idx)
 	__set_bit(idx / tb_group_pages(tv), tv->summary);
 }
 
+/*
+ * Set the marks of @nr pages from @idx.  Marks are written only under the
+ * per-mm lock, so whole words may be written at once: readers without the
+ * lock read single bits.
+ */
+static inline void tb_set_range(struct touched_vma *tv, unsigned long idx,
+				unsigned long nr)
+{
+	unsigned long group_pages = tb_group_pages(tv);
+
+	if (!nr)
+		return;
+	if (nr == 1) {
+		tb_set(tv, idx);
+		return;
+	}
+	bitmap_set(tv->marks, idx, nr);
+	bitmap_set(tv->summary, idx / group_pages,
+		   (idx + nr - 1) / group_pages - idx / group_pages + 1);
+}
+
+/* OR @w into word @wi of the marks of @tv, which no one else can see yet. */
+static inline void tb_or_word(struct touched_vma *tv, unsigned long wi,
+			      unsigned long w)
+{
+	tv->marks[wi] |= w;
+	__set_bit(wi >> tv->shift, tv->summary);
+}
+
 /* Set the marks of every page. */
 static inline void tb_fill(struct touched_vma *tv)
 {
@@ -169,5 +198,7 @@ void touched_untag(struct touched_mm *tm, struct touched_vma *tv);
 struct touched_vma *touched_first_tagged(struct touched_mm *tm,
 					 unsigned long addr);
 struct touched_mm *touched_mm_get(struct mm_struct *mm);
+void touched_mm_gone(struct touched_mm *tm, unsigned long start,
+		     unsigned long end);
 
 #endif /* _MM_TOUCHED_MARKS_H */

@@ -118,6 +118,13 @@ static struct mm_struct *touched_sweep_get_mm(int pidfd)
  */
 #define TOUCHED_SWEEP_BATCH	PTRS_PER_PTE
 
+/*
+ * Page tables (or larger unpopulated spans) one round visits at most before
+ * it drops mmap_lock, so that a sweep of a huge marked range lets writers
+ * of the address space in, and notices fatal signals, now and then.
+ */
+#define TOUCHED_SWEEP_ROUND_SPANS	512
+
 /**
  * struct touched_sweep - one sweep in progress
  * @mm: the target mm
@@ -128,7 +135,12 @@ static struct mm_struct *touched_sweep_get_mm(int pidfd)
  * @buf: kernel buffer of entries, the last one still open for coalescing
  * @count: entries in @buf
  * @cap: entries @buf may hold in this round
- * @tlb: TLB flushes owed by a clearing sweep, issued at the end of each VMA
+ * @spans: page tables or spans this round may still visit
+ * @lost_start: where this call began reporting the whole window gone
+ *	because a gone record was lost, or ULONG_MAX
+ * @tlb: TLB flushes owed by a clearing sweep; issued when the round ends,
+ *	or at the end of each VMA where the architecture does not merge VMAs
+ *	in an mmu_gather
  */
 struct touched_sweep {
 	struct mm_struct *mm;
@@ -139,6 +151,8 @@ struct touched_sweep {
 	struct touched_range *buf;
 	unsigned long count;
 	unsigned long cap;
+	unsigned long spans;
+	unsigned long lost_start;
 	struct mmu_gather tlb;
 };
 
@@ -172,7 +186,9 @@ static void sweep_emit(struct touched_sweep *s, unsigned long start,
  * Would clearing this entry lose a write?  Pinned pages may be written
  * through the pin at any time, a lazily freed page may be dropped by
  * reclaim without a fault, and writable migration or device entries become
- * writable PTEs without one.  Such pages keep their marks.
+ * writable PTEs without one; a migration entry of a pinned page becomes
+ * its PTE again when the migration fails on the pin.  Such pages keep their
+ * marks.
  *
  * MADV_FREE leaves a clean entry and a clean folio, but the folio loses
  * PG_swapbacked only when a per-CPU LRU batch drains, which may be after
@@ -198,9 +214,12 @@ static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
 	if (pte_none(pte) || !is_swap_pte(pte))
 		return false;
 	entry = pte_to_swp_entry(pte);
-	return is_writable_migration_entry(entry) ||
-	       is_writable_device_private_entry(entry) ||
-	       is_writable_device_exclusive_entry(entry);
+	if (is_writable_migration_entry(entry) ||
+	    is_writable_device_private_entry(entry) ||
+	    is_writable_device_exclusive_entry(entry))
+		return true;
+	return is_migration_entry(entry) &&
+	       folio_maybe_dma_pinned(pfn_swap_entry_folio(entry));
 }
 
 /*
@@ -232,69 +251,163 @@ static unsigned long sweep_test_range(struct touched_sweep *s,
 }
 
 /*
+ * Lock the page table that maps @addr without allocating one, and return
+ * it mapped.  If there is none, return NULL with *@ptl holding the lock
+ * that populating the missing level takes (the PMD lock for a missing page
+ * table, mm->page_table_lock above that) and *@end clipped to what the
+ * missing entry covers: no entry maps those pages, and none can appear
+ * while the lock is held.  If the PMD maps a huge page or holds a
+ * migration entry, return NULL with no lock held and *@huge set.
+ */
+static pte_t *sweep_lock_table(struct mm_struct *mm, unsigned long addr,
+			       unsigned long *end, spinlock_t **ptl, bool *huge)
+{
+	unsigned long limit = *end;
+	pgd_t *pgd;
+	p4d_t *p4d;
+	pud_t *pud;
+	pmd_t *pmd;
+	pte_t *pte;
+	bool locked = false;
+
+	*huge = false;
+again:
+	pgd = pgd_offset(mm, addr);
+	if (pgd_none(READ_ONCE(*pgd))) {
+		*end = pgd_addr_end(addr, limit);
+		goto upper;
+	}
+	p4d = p4d_offset(pgd, addr);
+	if (p4d_none(READ_ONCE(*p4d))) {
+		*end = p4d_addr_end(addr, limit);
+		goto upper;
+	}
+	pud = pud_offset(p4d, addr);
+	if (pud_none(READ_ONCE(*pud))) {
+		*end = pud_addr_end(addr, limit);
+		goto upper;
+	}
+	if (locked) {
+		/* A level appeared while we took the lock. */
+		spin_unlock(*ptl);
+		locked = false;
+	}
+	*end = pmd_addr_end(addr, limit);
+	if (pud_leaf(READ_ONCE(*pud))) {
+		*huge = true;
+		return NULL;
+	}
+	pmd = pmd_offset(pud, addr);
+	pte = pte_offset_map_lock(mm, pmd, addr, ptl);
+	if (pte)
+		return pte;
+	*ptl = pmd_lock(mm, pmd);
+	if (pmd_none(pmdp_get(pmd)))
+		return NULL;
+	spin_unlock(*ptl);
+	if (!pmd_present(pmdp_get(pmd)) || pmd_leaf(pmdp_get(pmd))) {
+		*huge = true;
+		return NULL;
+	}
+	/* A page table appeared meanwhile. */
+	goto again;
+
+upper:
+	if (locked)
+		return NULL;
+	*ptl = &mm->page_table_lock;
+	spin_lock(*ptl);
+	locked = true;
+	goto again;
+}
+
+/*
+ * Report the marks of [@addr, @end), in one VMA, where no page table entry
+ * maps a page: as they are and cleared, or, with @keep, as OVERREPORTED
+ * and kept.  The caller holds the lock that populating the span would
+ * take, or, with @keep, nothing.  Returns where it stopped.
+ */
+static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
+					  struct touched_vma *tv,
+					  unsigned long addr, unsigned long end,
+					  bool report, bool keep)
+{
+	unsigned long first = tv_index(tv, addr), last = tv_index(tv, end);
+	unsigned long idx, run, stop = end;
+	u64 flags = TOUCHED_RANGE_TOUCHED;
+
+	if (keep)
+		flags |= TOUCHED_RANGE_OVERREPORTED;
+	spin_lock(&s->tm->lock);
+	for (idx = tb_next(tv, first); idx < last; idx = tb_next(tv, run)) {
+		unsigned long page = tv->vma->vm_start + idx * PAGE_SIZE;
+
+		run = find_next_zero_bit(tv->marks, last, idx);
+		if (report) {
+			if (!sweep_fits(s, page, flags)) {
+				stop = page;
+				break;
+			}
+			sweep_emit(s, page, tv->vma->vm_start + run * PAGE_SIZE,
+				   flags);
+		}
+		if (!keep)
+			bitmap_clear(tv->marks, idx, run - idx);
+	}
+	if (!keep) {
+		tb_summarize(tv, first, last - 1);
+		if (tb_empty(tv))
+			touched_untag(s->tm, tv);
+	}
+	spin_unlock(&s->tm->lock);
+	return stop;
+}
+
+/*
  * Test and clear the marks of [@addr, @end), which lie in one page table of
  * one VMA.  Under the page table lock, each marked page is write-protected
  * and its mark cleared, so a concurrent write either happened before (and is
  * reported now) or faults afterwards (and marks the page again).
  *
- * TLB flushes are gathered in @s->tlb and issued once per VMA, as mprotect()
- * does, rather than once per page table: a write through a stale writable
- * TLB entry in between lands before the sweep returns, so before the caller
- * copies the page it is told about, and mm_tlb_flush_pending() tells other
- * paths that such entries may exist.  Returns where it stopped: @end, or
- * the first page that did not fit; *@next is the index of the first marked
- * page at or after @end, looked up while the tracking lock is held anyway.
+ * TLB flushes are gathered in @s->tlb, as mprotect() does, rather than
+ * issued per page table: a write through a stale writable TLB entry in
+ * between lands before the sweep returns, so before the caller copies the
+ * page it is told about, and mm_tlb_flush_pending() tells other paths that
+ * such entries may exist.  Returns where it stopped: @end, or the first
+ * page that did not fit.
  */
-static unsigned long sweep_clear_table(struct touched_sweep *s,
-				       struct touched_vma *tv,
-				       unsigned long addr, unsigned long end,
-				       bool report, unsigned long *next)
+static unsigned long sweep_clear_ptes(struct touched_sweep *s,
+				      struct touched_vma *tv, pte_t *start_pte,
+				      unsigned long addr, unsigned long end,
+				      bool report)
 {
 	struct vm_area_struct *vma = tv->vma;
 	DECLARE_BITMAP(marked, PTRS_PER_PTE);
 	DECLARE_BITMAP(cleared, PTRS_PER_PTE);
-	struct mmu_notifier_range range;
 	unsigned long first = tv_index(tv, addr), nr = (end - addr) >> PAGE_SHIFT;
 	unsigned long stop = end, i;
-	pte_t *start_pte, *ptep = NULL, old = __pte(0);
-	spinlock_t *ptl;		/* of the page table of [addr, end) */
 
 	bitmap_zero(marked, PTRS_PER_PTE);
 	bitmap_zero(cleared, PTRS_PER_PTE);
 
-	mmu_notifier_range_init(&range, MMU_NOTIFY_PROTECTION_VMA, 0, s->mm,
-				addr, end);
-	mmu_notifier_invalidate_range_start(&range);
-
-	/* Marks may outlive page tables (zaps, mremap): allocate them then. */
-	start_pte = get_locked_pte(s->mm, addr, &ptl);
-
 	/*
-	 * Marks change only under the page table lock of their entries, so
-	 * the table's lock is enough to read them; without a table, take the
-	 * tracking lock.
+	 * Entries whose TLB flush reclaim batched may still be writable in
+	 * some TLB: flush them before their marks are cleared.
 	 */
-	if (!start_pte)
-		spin_lock(&s->tm->lock);
+	flush_tlb_batched_pending(s->mm);
+
+	/* Marks of mapped pages change only under this page table's lock. */
 	for (i = find_next_bit(tv->marks, first + nr, first); i < first + nr;
 	     i = find_next_bit(tv->marks, first + nr, i + 1))
 		__set_bit(i - first, marked);
-	if (!start_pte)
-		spin_unlock(&s->tm->lock);
 
 	for_each_set_bit(i, marked, nr) {
 		unsigned long page = addr + i * PAGE_SIZE;
 		u64 flags = TOUCHED_RANGE_TOUCHED;
-		bool keep;
+		pte_t *ptep = start_pte + i;
+		pte_t old = ptep_get(ptep);
+		bool keep = sweep_must_keep(vma, page, old);
 
-		if (start_pte) {
-			ptep = start_pte + i;
-			old = ptep_get(ptep);
-			keep = sweep_must_keep(vma, page, old);
-		} else {
-			/* No page table and no memory for one. */
-			keep = true;
-		}
 		if (keep)
 			flags |= TOUCHED_RANGE_OVERREPORTED;
 		if (report && !sweep_fits(s, page, flags)) {
@@ -303,10 +416,22 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 		}
 		if (!keep && pte_present(old)) {
 			old = ptep_modify_prot_start(vma, page, ptep);
-			/* A pin taken before the entry was cleared shows now. */
+			/*
+			 * A pin taken before the entry was cleared shows now;
+			 * GUP-fast either sees the cleared entry or its pin is
+			 * seen here.
+			 */
+			if (IS_ENABLED(CONFIG_HAVE_GUP_FAST))
+				/* Pairs with try_grab_folio_fast()'s barrier. */
+				smp_mb();
 			if (sweep_must_keep(vma, page, old)) {
 				ptep_modify_prot_commit(vma, page, ptep, old, old);
 				keep = true;
+				flags |= TOUCHED_RANGE_OVERREPORTED;
+				if (report && !sweep_fits(s, page, flags)) {
+					stop = page;
+					break;
+				}
 			} else {
 				if (pte_write(old))
 					tlb_flush_pte_range(&s->tlb, page,
@@ -327,24 +452,55 @@ static unsigned long sweep_clear_table(struct touched_sweep *s,
 	tb_summarize(tv, first, first + nr - 1);
 	if (tb_empty(tv))
 		touched_untag(s->tm, tv);
-	*next = tb_next(tv, first + nr);
 	spin_unlock(&s->tm->lock);
+	return stop;
+}
 
-	if (start_pte)
+/*
+ * Test and clear the marks from @addr, in one VMA, below *@end: of one page
+ * table, or of a larger span that no page table maps.  Sets *@end to the
+ * end of what it covered, and returns where it stopped: *@end, or the first
+ * page that did not fit.
+ */
+static unsigned long sweep_clear_span(struct touched_sweep *s,
+				      struct touched_vma *tv,
+				      unsigned long addr, unsigned long *end,
+				      bool report)
+{
+	struct mmu_notifier_range range;
+	unsigned long stop;
+	pte_t *start_pte;
+	spinlock_t *ptl;	/* of the page table, or of the missing level */
+	bool huge;
+
+	mmu_notifier_range_init(&range, MMU_NOTIFY_PROTECTION_VMA, 0, s->mm,
+				addr, pmd_addr_end(addr, *end));
+	mmu_notifier_invalidate_range_start(&range);
+	start_pte = sweep_lock_table(s->mm, addr, end, &ptl, &huge);
+	if (start_pte) {
+		stop = sweep_clear_ptes(s, tv, start_pte, addr, *end, report);
 		pte_unmap_unlock(start_pte, ptl);
+	} else {
+		/* A huge entry the VMA should not have: keep its marks. */
+		stop = sweep_clear_unmapped(s, tv, addr, *end, report, huge);
+		if (!huge)
+			spin_unlock(ptl);
+	}
 	mmu_notifier_invalidate_range_end(&range);
 	return stop;
 }
 
 /*
  * Sweep the marked pages of one tracked VMA within [@addr, @end), one page
- * table at a time, visiting only marked pages.
+ * table at a time, visiting only marked pages.  Returns where it stopped:
+ * @end, the first page that did not fit, or where the round's budget of
+ * page tables ran out.
  */
 static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 			       unsigned long addr, unsigned long end,
 			       bool report)
 {
-	unsigned long idx, page, table_end, stop = end;
+	unsigned long idx, page, span_end, stop = end;
 
 	if (s->clear)
 		tlb_start_vma(&s->tlb, tv->vma);
@@ -355,19 +511,24 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 		page = tv->vma->vm_start + idx * PAGE_SIZE;
 		if (page >= end)
 			break;
-		table_end = pmd_addr_end(page, end);
-		if (s->clear) {
-			stop = sweep_clear_table(s, tv, page, table_end, report,
-						 &idx);
-		} else {
-			stop = sweep_test_range(s, tv, page, table_end, report);
-			spin_lock(&s->tm->lock);
-			idx = tb_next(tv, tv_index(tv, table_end));
-			spin_unlock(&s->tm->lock);
+		if (!s->spans) {
+			stop = page;
+			break;
 		}
-		if (stop < table_end)
+		s->spans--;
+		if (s->clear) {
+			span_end = end;
+			stop = sweep_clear_span(s, tv, page, &span_end, report);
+		} else {
+			span_end = pmd_addr_end(page, end);
+			stop = sweep_test_range(s, tv, page, span_end, report);
+		}
+		if (stop < span_end)
 			break;
 		stop = end;
+		spin_lock(&s->tm->lock);
+		idx = tb_next(tv, tv_index(tv, span_end));
+		spin_unlock(&s->tm->lock);
 		cond_resched();
 	}
 	if (s->clear)
@@ -425,9 +586,10 @@ static bool sweep_next_gone(struct touched_sweep *s, unsigned long addr,
 }
 
 /*
- * One round under mmap_lock: sweep from @s->addr until the window is done or
- * @s->buf is full.  Gone ranges win over touched ones: the dumper has to
- * drop its image of them anyway.
+ * One round under mmap_lock: sweep from @s->addr until the window is done,
+ * @s->buf is full or the round's budget of page tables is spent.  Gone
+ * ranges win over touched ones: the dumper has to drop its image of them
+ * anyway.
  */
 static void sweep_round(struct touched_sweep *s)
 {
@@ -436,6 +598,7 @@ static void sweep_round(struct touched_sweep *s)
 	while (s->addr < s->end) {
 		bool gone = sweep_next_gone(s, s->addr, &gone_start, &gone_end);
 		unsigned long touched_end = gone ? gone_start : s->end;
+		bool lost = READ_ONCE(s->tm->gone_lost);
 
 		stop = sweep_touched(s, s->addr, touched_end, true);
 		s->addr = stop;
@@ -445,19 +608,60 @@ static void sweep_round(struct touched_sweep *s)
 		if (!sweep_fits(s, gone_start, TOUCHED_RANGE_GONE))
 			return;
 		sweep_emit(s, gone_start, gone_end, TOUCHED_RANGE_GONE);
-		if (s->clear) {
-			sweep_touched(s, gone_start, gone_end, false);
-			if (READ_ONCE(s->tm->gone_lost)) {
-				if (!gone_start && gone_end == TASK_SIZE_MAX)
-					WRITE_ONCE(s->tm->gone_lost, false);
-			} else if (!touched_should_fail(gone_end - gone_start)) {
-				/* On failure the record stays: reported again. */
-				mtree_store_range(&s->tm->gone, gone_start,
-						  gone_end - 1, NULL, GFP_KERNEL);
-			}
+		if (!s->clear) {
+			s->addr = gone_end;
+			continue;
 		}
-		s->addr = gone_end;
+		stop = sweep_touched(s, gone_start, gone_end, false);
+		if (lost) {
+			if (s->lost_start == ULONG_MAX)
+				s->lost_start = gone_start;
+			if (!s->lost_start && stop == TASK_SIZE_MAX)
+				WRITE_ONCE(s->tm->gone_lost, false);
+		} else if (stop > gone_start &&
+			   !touched_should_fail(stop - gone_start)) {
+			/* On failure the record stays: reported again. */
+			mtree_store_range(&s->tm->gone, gone_start, stop - 1,
+					  NULL, GFP_KERNEL);
+		}
+		s->addr = stop;
+		if (stop < gone_end)
+			return;
 	}
+}
+
+/*
+ * Give back the marks of entries a clearing sweep cleared but could not
+ * store: mark their pages again and record their gone ranges again, so
+ * that a failed call loses nothing.
+ */
+static void sweep_unreport(struct touched_sweep *s,
+			   const struct touched_range *r, unsigned long n)
+{
+	struct vm_area_struct *vma;
+	unsigned long i, addr, end;
+
+	if (!s->clear || !n)
+		return;
+	mmap_read_lock(s->mm);
+	for (i = 0; i < n; i++) {
+		if (r[i].flags & TOUCHED_RANGE_GONE) {
+			touched_mm_gone(s->tm, r[i].start, r[i].end);
+			continue;
+		}
+		for (addr = r[i].start; addr < r[i].end; addr = end) {
+			vma = find_vma(s->mm, addr);
+			if (!vma || vma->vm_start >= r[i].end)
+				break;
+			addr = max(addr, vma->vm_start);
+			end = min_t(unsigned long, r[i].end, vma->vm_end);
+			/* Unmapped since, or moved: reported gone instead. */
+			if (vma_touch_tracked(vma))
+				__touched_mark(vma, addr,
+					       (end - addr) >> PAGE_SHIFT);
+		}
+	}
+	mmap_read_unlock(s->mm);
 }
 
 /*
@@ -465,6 +669,11 @@ static void sweep_round(struct touched_sweep *s)
  * entries into a kernel buffer under mmap_lock and copying them out without
  * it; the last entry of a round is held back so that the next round can
  * extend it.
+ *
+ * A clearing sweep has cleared what it collected, so it must not fail
+ * once it has collected something: if storing entries faults, their marks
+ * and gone records are given back; if it is killed, it returns what it
+ * stored.  walk_end is probed first so that storing it cannot fail late.
  */
 static long touched_sweep_ranges(struct mm_struct *mm,
 				 struct touched_sweep_args *args,
@@ -476,10 +685,13 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		.clear = args->flags & TOUCHED_SWEEP_CLEAR,
 		.addr = args->start,
 		.end = args->end,
+		.lost_start = ULONG_MAX,
 	};
-	unsigned long copied = 0, batch;
+	unsigned long copied = 0, batch, n;
 	long ret = 0;
 
+	if (put_user(args->start, &uargs->walk_end))
+		return -EFAULT;
 	batch = clamp_t(unsigned long, args->vec_len, 1, TOUCHED_SWEEP_BATCH);
 	if (touched_should_fail(batch * sizeof(*s.buf)))
 		return -ENOMEM;
@@ -491,10 +703,9 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		unsigned long room = args->vec_len - copied;
 
 		s.cap = min(batch, room);
-		if (mmap_read_lock_killable(mm)) {
-			ret = -EINTR;
+		s.spans = TOUCHED_SWEEP_ROUND_SPANS;
+		if (mmap_read_lock_killable(mm))
 			break;
-		}
 		s.tm = READ_ONCE(mm->touched);
 		if (s.tm) {
 			if (s.clear)
@@ -508,23 +719,21 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		mmap_read_unlock(mm);
 
 		/* The round stopped on a full buffer: is it the caller's? */
-		if (s.addr < s.end && s.cap == room)
+		if (s.addr < s.end && s.count == s.cap && s.cap == room)
 			break;
 		/* Copy out all but the last entry, which may still grow. */
 		if (s.count > 1) {
-			if (copy_to_user(vec + copied, s.buf,
-					 (s.count - 1) * sizeof(*s.buf))) {
+			n = s.count - 1;
+			if (copy_to_user(vec + copied, s.buf, n * sizeof(*s.buf))) {
 				ret = -EFAULT;
 				break;
 			}
-			copied += s.count - 1;
-			s.buf[0] = s.buf[s.count - 1];
+			copied += n;
+			s.buf[0] = s.buf[n];
 			s.count = 1;
 		}
-		if (fatal_signal_pending(current)) {
-			ret = -EINTR;
+		if (fatal_signal_pending(current))
 			break;
-		}
 	}
 
 	if (!ret && s.count) {
@@ -533,9 +742,16 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		else
 			copied += s.count;
 	}
+	if (ret) {
+		/* Nothing of @s.buf reached the caller: undo its clearing. */
+		sweep_unreport(&s, s.buf, s.count);
+		s.addr = s.count ? s.buf[0].start : s.addr;
+		ret = copied ? 0 : ret;
+	}
 	kfree(s.buf);
 	if (ret)
 		return ret;
+	/* Probed above; only a concurrent munmap() can make this fail. */
 	if (put_user(s.addr, &uargs->walk_end))
 		return -EFAULT;
 	return copied;
@@ -582,9 +798,39 @@ static const struct mm_walk_ops touched_split_ops = {
 };
 
 /*
+ * A page pinned before tracking started may be written through the pin at
+ * any time: mark it, as a clearing sweep keeps the marks of pinned pages.
+ * Migration entries count too, since a migration fails on a pin and puts
+ * the page back.
+ */
+static int touched_mark_pinned(pte_t *pte, unsigned long addr,
+			       unsigned long next, struct mm_walk *walk)
+{
+	pte_t ptent = ptep_get(pte);
+	struct folio *folio = NULL;
+	swp_entry_t entry;
+
+	if (pte_present(ptent)) {
+		folio = vm_normal_folio(walk->vma, addr, ptent);
+	} else if (is_swap_pte(ptent)) {
+		entry = pte_to_swp_entry(ptent);
+		if (is_pfn_swap_entry(entry))
+			folio = pfn_swap_entry_folio(entry);
+	}
+	if (folio && folio_maybe_dma_pinned(folio))
+		__touched_mark(walk->vma, addr, 1);
+	return 0;
+}
+
+static const struct mm_walk_ops touched_pinned_ops = {
+	.pte_entry	= touched_mark_pinned,
+	.walk_lock	= PGWALK_WRLOCK,
+};
+
+/*
  * Start tracking [@start, @end) of @vma, which the caller split to exactly
  * that range: no huge PMDs, read-only page protection, every present entry
- * write-protected, and no page marked.
+ * write-protected, and no page marked but those pinned.
  */
 static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 {
@@ -609,6 +855,19 @@ static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 	tlb_gather_mmu(&tlb, vma->vm_mm);
 	change_protection(&tlb, vma, vma->vm_start, vma->vm_end, 0);
 	tlb_finish_mmu(&tlb);
+
+	/*
+	 * Only pins taken through this mm's page tables count, as only writes
+	 * through them are tracked.  Every entry is read-only now: GUP-fast
+	 * pins no more for writing, and a pin it took before shows in the
+	 * pin count after this barrier (see sweep_clear_ptes()).
+	 */
+	if (test_bit(MMF_HAS_PINNED, &vma->vm_mm->flags)) {
+		/* Pairs with try_grab_folio_fast()'s barrier. */
+		smp_mb();
+		walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
+				&touched_pinned_ops, NULL);
+	}
 	return 0;
 }
 
@@ -764,7 +1023,10 @@ static int touched_track(struct mm_struct *mm, unsigned long start,
  * either case.  Running out of memory while splitting or allocating marks
  * gives -ENOMEM with a prefix of the range tracked.  For
  * TOUCHED_SWEEP_OP_UNTRACK: a tracked VMA in the range is sealed: -EPERM,
- * and nothing is changed.
+ * and nothing is changed.  A sweep stores @start in @uargs->walk_end
+ * first (-EFAULT if it cannot); once it has cleared marks it returns the
+ * entries it stored, and gives back the marks of those it could not
+ * store (-EFAULT if it stored none).
  *
  * Locking: takes the target's mmap_lock, for writing to track or untrack
  * and for reading to sweep, and never copies to or from user memory while

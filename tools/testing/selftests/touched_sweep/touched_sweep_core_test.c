@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -1725,13 +1726,16 @@ TEST_F(ts, zap_punch_hole_memfd)
 	ASSERT_NE(NULL, buf);
 	/* Pages 6 and 7 are never mapped here (write faults map no more). */
 	memset(buf, 1, 6 * page_size);
+	ASSERT_EQ(2 * page_size, pwrite(fd, PG(buf, 0), 2 * page_size,
+					6 * page_size));
 	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
 	read_page(buf, 5);
 	EXPECT_NONE(self->pidfd, buf, 8, PEEK);
 
+	/* Pages 6 and 7 had data in the file: they read zero now. */
 	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			       4 * page_size, 4 * page_size));
-	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 4, 6, TOUCHED });
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 4, 8, TOUCHED });
 	EXPECT_EQ(0, read_page(buf, 5));
 	EXPECT_EQ(1, read_page(buf, 3));
 	EXPECT_NONE(self->pidfd, buf, 8, PEEK);
@@ -1754,6 +1758,75 @@ TEST_F(ts, zap_truncate_memfd)
 	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 5, 8, TOUCHED });
 	EXPECT_NONE(self->pidfd, buf, 8, PEEK);
 	EXPECT_EQ(1, read_page(buf, 4));
+	close(fd);
+}
+
+/*
+ * Truncation and hole punching that end inside a page zero the rest of it
+ * in place: the page stays mapped, and no entry changes.
+ */
+TEST_F(ts, partial_punch_hole_memfd)
+{
+	char *buf;
+	int fd;
+
+	buf = map_memfd(2, &fd);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 2 * page_size);
+	ASSERT_EQ(0, track(self->pidfd, buf, 2 * page_size));
+	EXPECT_NONE(self->pidfd, buf, 2, PEEK);
+
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       page_size + 100, 200));
+	EXPECT_EQ(0, buf[page_size + 100]);
+	EXPECT_EQ(1, buf[page_size + 300]);
+	EXPECT_PAGES(self->pidfd, buf, 2, CLEAR, { 1, 2, TOUCHED });
+	EXPECT_NONE(self->pidfd, buf, 2, PEEK);
+	close(fd);
+}
+
+TEST_F(ts, partial_truncate_memfd)
+{
+	char *buf;
+	int fd;
+
+	buf = map_memfd(2, &fd);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 2 * page_size);
+	ASSERT_EQ(0, track(self->pidfd, buf, 2 * page_size));
+	EXPECT_NONE(self->pidfd, buf, 2, PEEK);
+
+	/* Shrink into page 1 and grow back: its tail reads zero. */
+	ASSERT_EQ(0, ftruncate(fd, page_size + 100));
+	ASSERT_EQ(0, ftruncate(fd, 2 * page_size));
+	EXPECT_EQ(1, buf[page_size + 99]);
+	EXPECT_EQ(0, buf[page_size + 100]);
+	EXPECT_PAGES(self->pidfd, buf, 2, CLEAR, { 1, 2, TOUCHED });
+	EXPECT_NONE(self->pidfd, buf, 2, PEEK);
+	close(fd);
+}
+
+/* A page this mapping no longer maps still shows the hole punched in it. */
+TEST_F(ts, punch_hole_over_unmapped_page)
+{
+	char *buf;
+	int fd;
+
+	buf = map_memfd(4, &fd);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 4 * page_size);
+	ASSERT_EQ(0, track(self->pidfd, buf, 4 * page_size));
+	/* Drop this mapping's entry of page 2; the page cache keeps it. */
+	ASSERT_EQ(0, madvise(PG(buf, 2), page_size, MADV_DONTNEED));
+	EXPECT_PAGES(self->pidfd, buf, 4, CLEAR, { 2, 3, TOUCHED });
+	EXPECT_EQ(1, read_page(buf, 2));
+	ASSERT_EQ(0, madvise(PG(buf, 2), page_size, MADV_DONTNEED));
+	EXPECT_PAGES(self->pidfd, buf, 4, CLEAR, { 2, 3, TOUCHED });
+
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       2 * page_size, page_size));
+	EXPECT_PAGES(self->pidfd, buf, 4, CLEAR, { 2, 3, TOUCHED });
+	EXPECT_EQ(0, read_page(buf, 2));
 	close(fd);
 }
 
@@ -1796,6 +1869,296 @@ TEST_F(ts, pinned_page_overreported)
 			    (got[i].flags & TOUCHED));
 	EXPECT_NONE(self->pidfd, buf, 8, CLEAR);
 	close(fd);
+}
+
+/* A pin taken before tracking started: the page is written through it. */
+TEST_F(ts, pinned_before_track_reported)
+{
+	struct ts_pin_longterm_test pin = { 0 };
+	struct pr got[MAX_PR];
+	char *buf;
+	int fd, i, n;
+
+	fd = open(GUP_TEST_PATH, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		SKIP(return, "no " GUP_TEST_PATH);
+	buf = map_anon(8);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 8 * page_size);
+	pin.addr = (uintptr_t)PG(buf, 3);
+	pin.size = page_size;
+	pin.flags = TS_PIN_LONGTERM_FLAG_USE_WRITE;
+	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_START, &pin)) {
+		TH_LOG("PIN_LONGTERM_TEST_START: %s", strerror(errno));
+	}
+
+	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
+	EXPECT_PAGES(self->pidfd, buf, 8, PEEK, { 3, 4, TOUCHED });
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 3, 4, OVER });
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 3, 4, OVER });
+
+	/* Untracking and tracking again must not forget the pin either. */
+	ASSERT_EQ(0, untrack(self->pidfd, buf, 8 * page_size));
+	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 3, 4, OVER });
+
+	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_STOP));
+	n = sweep_pages(_metadata, self->pidfd, buf, 8, CLEAR, got, MAX_PR);
+	for (i = 0; i < n; i++)
+		EXPECT_TRUE(got[i].first == 3 && got[i].last == 4 &&
+			    (got[i].flags & TOUCHED));
+	EXPECT_NONE(self->pidfd, buf, 8, CLEAR);
+	close(fd);
+}
+
+struct pvw_arg {
+	pid_t pid;
+	void *local;
+	void *remote;
+	ssize_t ret;
+};
+
+static void *pvw_thread(void *p)
+{
+	struct pvw_arg *a = p;
+	struct iovec local = { .iov_base = a->local, .iov_len = page_size };
+	struct iovec remote = { .iov_base = a->remote, .iov_len = page_size };
+
+	a->ret = process_vm_writev(a->pid, &local, 1, &remote, 1, 0);
+	return NULL;
+}
+
+/*
+ * process_vm_writev() pins the target page, then copies from its own
+ * buffer: held on a missing userfaultfd page there, it writes the target
+ * after the target was tracked, through a pin taken before.
+ */
+TEST_F(ts, pinned_by_process_vm_writev_before_track)
+{
+	char *target = map_anon(4), *src, *fill = map_anon(1);
+	struct pvw_arg arg = { 0 };
+	struct uffdio_copy copy = { 0 };
+	struct pollfd pfd = { 0 };
+	struct uffd_msg msg;
+	struct pr got[MAX_PR];
+	pthread_t thread;
+	int uffd, i, n, reported = 0;
+
+	ASSERT_NE(NULL, target);
+	ASSERT_NE(NULL, fill);
+	src = map_anon(1);
+	ASSERT_NE(NULL, src);
+	memset(target, 1, 4 * page_size);
+	memset(fill, 0x77, page_size);
+	uffd = uffd_open(0);
+	if (uffd < 0)
+		SKIP(return, "userfaultfd not permitted");
+	ASSERT_EQ(0, uffd_register(uffd, src, page_size));
+
+	arg.pid = getpid();
+	arg.local = src;
+	arg.remote = PG(target, 2);
+	ASSERT_EQ(0, pthread_create(&thread, NULL, pvw_thread, &arg));
+	/* Wait for the copy to fault on the source: the target is pinned. */
+	pfd.fd = uffd;
+	pfd.events = POLLIN;
+	ASSERT_EQ(1, poll(&pfd, 1, 10000));
+	ASSERT_EQ(sizeof(msg), read(uffd, &msg, sizeof(msg)));
+	ASSERT_EQ(UFFD_EVENT_PAGEFAULT, msg.event);
+
+	ASSERT_EQ(0, track(self->pidfd, target, 4 * page_size));
+	EXPECT_PAGES(self->pidfd, target, 4, CLEAR, { 2, 3, OVER });
+
+	copy.dst = (uintptr_t)src;
+	copy.src = (uintptr_t)fill;
+	copy.len = page_size;
+	ASSERT_EQ(0, ioctl(uffd, UFFDIO_COPY, &copy));
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_EQ(page_size, arg.ret);
+	EXPECT_EQ(0x77, read_page(target, 2));
+
+	/* The write through the pin is reported, once the pin is gone. */
+	n = sweep_pages(_metadata, self->pidfd, target, 4, CLEAR, got, MAX_PR);
+	for (i = 0; i < n; i++) {
+		EXPECT_TRUE(got[i].first == 2 && got[i].last == 3);
+		reported++;
+	}
+	EXPECT_EQ(1, reported);
+	EXPECT_NONE(self->pidfd, target, 4, CLEAR);
+	close(uffd);
+}
+
+/* ---- Sizes and failures ------------------------------------------- */
+
+/* Start reading /dev/kmsg from its end: what the kernel says from now on. */
+static int kmsg_open_end(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0)
+		lseek(fd, 0, SEEK_END);
+	return fd;
+}
+
+/* Lines the kernel logged at warning level or above since kmsg_open_end(). */
+static int kmsg_warnings(struct __test_metadata *_metadata, int fd)
+{
+	char rec[8192];
+	int n = 0;
+	ssize_t len;
+
+	while ((len = read(fd, rec, sizeof(rec) - 1)) > 0 || errno == EPIPE) {
+		if (len <= 0)
+			continue;
+		rec[len] = '\0';
+		if (atoi(rec) % 8 <= 4) {
+			TH_LOG("kernel: %s", strchr(rec, ';') ? strchr(rec, ';') + 1 : rec);
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * Any process may reserve terabytes it never touches and track them: the
+ * marks it asks for cannot be had, and that is ENOMEM, not a warning.
+ */
+TEST_F(ts, huge_reservation_enomem_quietly)
+{
+	const size_t tib = (size_t)1 << 40;
+	/* Marks of 2 GiB (kvmalloc()'s limit) and of 2.25 GiB (vmalloc()). */
+	const size_t sizes[] = { 64 * tib, 72 * tib };
+	char *one, *p;
+	int kmsg = kmsg_open_end();
+	unsigned int i;
+
+	/* Not accounted, so that mremap() gets as far as the marks. */
+	one = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, one);
+	ASSERT_LE(0, kmsg);
+	for (i = 0; i < ARRAY_SIZE(sizes); i++) {
+		if (sizes[i] >= (uintptr_t)ADDR_SPACE_END)
+			SKIP(return, "address space too small");
+		p = mmap(NULL, sizes[i], PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		ASSERT_NE(MAP_FAILED, p) {
+			TH_LOG("reserving %zu TiB: %s", sizes[i] / tib,
+			       strerror(errno));
+		}
+		EXPECT_ERRNO(ENOMEM, track(self->pidfd, p, sizes[i]));
+		/* Nothing was tracked: the VMA is whole and untracked. */
+		EXPECT_EQ(1, count_vmas(p, p + sizes[i]));
+		EXPECT_NONE(self->pidfd, p, 1, PEEK);
+		ASSERT_EQ(0, munmap(p, sizes[i]));
+	}
+
+	/* Growing a tracked VMA moves it: the new marks cannot be had. */
+	ASSERT_EQ(0, track(self->pidfd, one, page_size));
+	write_page(one, 0, 3);
+	p = mremap(one, page_size, 64 * tib, MREMAP_MAYMOVE);
+	EXPECT_EQ(MAP_FAILED, p);
+	EXPECT_EQ(ENOMEM, errno);
+	EXPECT_EQ(3, read_page(one, 0));
+	EXPECT_PAGES(self->pidfd, one, 1, PEEK, { 0, 1, TOUCHED });
+
+	EXPECT_EQ(0, kmsg_warnings(_metadata, kmsg));
+	close(kmsg);
+}
+
+/* Page-table pages of this process, in KiB (VmPTE). */
+static long vm_pte_kb(void)
+{
+	char buf[4096], *line;
+
+	if (read_file("/proc/self/status", buf, sizeof(buf)))
+		return -1;
+	line = strstr(buf, "VmPTE:");
+	return line ? atol(line + 6) : -1;
+}
+
+/*
+ * mremap() marks every page of the new range, mapped or not: a clearing
+ * sweep clears marks where no page table exists without allocating one.
+ */
+TEST_F(ts, sweep_allocates_no_page_tables)
+{
+	const long npages = 256L << 10;		/* 1 GiB with 4 KiB pages */
+	char *buf = mmap(NULL, npages * page_size, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	char *dst, *moved;
+	long before;
+
+	ASSERT_NE(MAP_FAILED, buf);
+	dst = mmap(NULL, npages * page_size, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, dst);
+	ASSERT_EQ(0, track(self->pidfd, buf, npages * page_size));
+	moved = mremap(buf, npages * page_size, npages * page_size,
+		       MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	ASSERT_EQ(dst, moved);
+
+	before = vm_pte_kb();
+	ASSERT_LE(0, before);
+	EXPECT_PAGES(self->pidfd, moved, npages, CLEAR, { 0, npages, TOUCHED });
+	EXPECT_NONE(self->pidfd, moved, npages, PEEK);
+	/* A page table maps 2 MiB: 512 of them would be 2 MiB of VmPTE. */
+	EXPECT_GT(before + 64, vm_pte_kb());
+	EXPECT_PAGES(self->pidfd, buf, npages, CLEAR, { 0, npages, GONE });
+}
+
+/*
+ * A clearing sweep that cannot store its entries gives their marks back:
+ * the pages are reported by the next sweep, not lost.
+ */
+TEST_F(ts, sweep_efault_gives_marks_back)
+{
+	const long npages = 1200, nrest = (npages - 2 * 511) / 2;
+	long rest[(1200 - 2 * 511) / 2];
+	struct touched_range *vec;
+	struct touched_sweep_args *args;
+	char *buf = map_anon(npages), *area;
+	size_t room;
+	__u64 walk_end;
+	long ret, i;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, npages * page_size);
+	ASSERT_EQ(0, track(self->pidfd, buf, npages * page_size));
+	/* Every other page: one entry each, more than a round holds. */
+	for (i = 0; i < npages; i += 2)
+		write_page(buf, i, 2);
+
+	/* Room for 550 entries, then a page that cannot be written. */
+	room = 550 * sizeof(*vec);
+	area = mmap(NULL, room + 2 * page_size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	ASSERT_EQ(0, mprotect(area + page_size + room / page_size * page_size,
+			      page_size, PROT_READ));
+	vec = (void *)(area + page_size + room / page_size * page_size - room);
+
+	ret = sweep(self->pidfd, buf, PG(buf, npages), CLEAR, vec, npages,
+		    &walk_end);
+	/* Rounds of 512 entries: the first 511 were stored. */
+	ASSERT_EQ(511, ret);
+	EXPECT_EQ((uintptr_t)PG(buf, 2 * 511), walk_end);
+	EXPECT_EQ((uintptr_t)PG(buf, 2 * 510), vec[510].start);
+	EXPECT_NONE(self->pidfd, buf, 2 * 511, PEEK);
+	/* The rest were cleared, then given back. */
+	for (i = 0; i < nrest; i++)
+		rest[i] = 2 * 511 + 2 * i;
+	EXPECT_PAGE_LIST(self->pidfd, buf, npages, PEEK, rest, nrest);
+
+	/* walk_end itself cannot be stored: fail before clearing anything. */
+	args = (void *)area;
+	init_args(args, TOUCHED_SWEEP_OP_SWEEP, buf, PG(buf, npages));
+	args->flags = CLEAR;
+	args->vec = (uintptr_t)area + page_size;
+	args->vec_len = 8;
+	ASSERT_EQ(0, mprotect(area, page_size, PROT_READ));
+	EXPECT_ERRNO(EFAULT, sys_touched_sweep(self->pidfd, args));
+	EXPECT_PAGE_LIST(self->pidfd, buf, npages, PEEK, rest, nrest);
 }
 
 /* ---- Lifecycle ------------------------------------------------------ */

@@ -6,10 +6,12 @@
  * The test process forks a target.  The target maps NR_REGIONS regions,
  * each living at one of two fixed "homes", tracks them itself, and runs
  * writer threads that store unique values (writer << 48 | sequence) at
- * random places, and a disturber thread that changes the regions under
- * them: mprotect() round trips, munmap() and mmap() again, mmap(MAP_FIXED)
- * over part of a region, mremap() to the other home, MADV_DONTNEED,
- * MADV_FREE, fork() with a child that writes its copy, and THP advice.
+ * random places, directly or, one burst in four, through /proc/self/mem
+ * (the kernel's copy through a page it looked up), and a disturber thread
+ * that changes the regions under them: mprotect() round trips, munmap()
+ * and mmap() again, mmap(MAP_FIXED) over part of a region, mremap() to the
+ * other home, MADV_DONTNEED, MADV_FREE, fork() with a child that writes
+ * its copy, and THP advice.
  * The test process is the dumper: it mirrors every region in an image that
  * it updates round after round from clearing sweeps, as a pre-copy dumper
  * does.  At the end it stops the target, runs one last round, and compares
@@ -433,20 +435,32 @@ static void *writer(void *arg)
 {
 	uint64_t idx = (uintptr_t)arg, seq = 0;
 	uint64_t s = (idx + 1) * 0x2545f4914f6cdd1dULL ^ getpid();
-	uint64_t *page, r, n;
+	uint64_t *page, *word, r, n, val;
+	/* Some bursts write through /proc/self/mem: the kernel's copy. */
+	int mem = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	bool by_kernel;
 	int i;
 
+	if (mem < 0)
+		target_fail("open /proc/self/mem");
 	while (!stopping()) {
 		for (i = 0; i < 8; i++) {
 			/* A burst of 1 to 16 stores into one page. */
 			r = rnd(&s) % NR_REGIONS;
 			n = 1 + rnd(&s) % 16;
+			by_kernel = !(rnd(&s) % 4);
 			pthread_rwlock_rdlock(&region_lock[r]);
 			page = (uint64_t *)(uintptr_t)sh->reg[r].addr +
 			       rnd(&s) % (REGION_SIZE / page_size) * (page_size / 8);
-			while (n--)
-				__atomic_store_n(page + rnd(&s) % (page_size / 8),
-						 (idx + 1) << 48 | ++seq, __ATOMIC_RELAXED);
+			while (n--) {
+				word = page + rnd(&s) % (page_size / 8);
+				val = (idx + 1) << 48 | ++seq;
+				if (!by_kernel)
+					__atomic_store_n(word, val, __ATOMIC_RELAXED);
+				else if (pwrite(mem, &val, sizeof(val),
+						(uintptr_t)word) != sizeof(val))
+					target_fail("write /proc/self/mem");
+			}
 			pthread_rwlock_unlock(&region_lock[r]);
 		}
 		__atomic_store_n(&sh->writes[idx], seq, __ATOMIC_RELAXED);
