@@ -96,6 +96,7 @@ struct touched_vma *touched_vma_alloc(unsigned long nr_pages)
 	tv = kmem_cache_zalloc(touched_vma_cachep, GFP_KERNEL_ACCOUNT);
 	if (!tv)
 		return NULL;
+	touched_check_vma_init(tv);
 	tv->nr_pages = nr_pages;
 	while (DIV_ROUND_UP(words, 1UL << tv->shift) > TOUCHED_SUMMARY_BITS)
 		tv->shift++;
@@ -116,6 +117,7 @@ void touched_vma_destroy(struct touched_vma *tv)
 	if (!tv)
 		return;
 	WARN_ON_ONCE(tv->linked);
+	touched_check_vma_free(tv);
 	if (tv->marks != &tv->inline_marks)
 		kvfree(tv->marks);
 	kmem_cache_free(touched_vma_cachep, tv);
@@ -491,6 +493,8 @@ void touched_vma_split_commit(struct vm_area_struct *vma,
 	spin_lock(&tm->lock);
 	ts->lo->vma = lo;
 	ts->hi->vma = hi;
+	touched_check_inherit(ts->lo, touched_check_armed(ts->old));
+	touched_check_inherit(ts->hi, touched_check_armed(ts->old));
 	if (touched_copy_marks(ts->lo, ts->old, old_start, lo->vm_start,
 			       lo->vm_end))
 		ts->lo->tagged = 1;
@@ -554,6 +558,7 @@ int touched_vma_copy(struct vm_area_struct *new)
 	tv->vma = new;
 	tb_fill(tv);
 	tv->tagged = 1;
+	touched_check_inherit(tv, true);
 	new->touched = tv;
 	return 0;
 }
@@ -685,7 +690,8 @@ struct touched_mm *touched_mm_get(struct mm_struct *mm)
 static int __init touched_marks_init(void)
 {
 	/* What the documentation promises a tracked VMA costs, marks aside. */
-	BUILD_BUG_ON(sizeof(struct touched_vma) > 128);
+	BUILD_BUG_ON(!IS_ENABLED(CONFIG_DEBUG_TOUCHED_SWEEP) &&
+		     sizeof(struct touched_vma) > 128);
 	touched_vma_cachep = KMEM_CACHE(touched_vma,
 					SLAB_PANIC | SLAB_ACCOUNT | SLAB_NO_MERGE);
 	touched_mm_cachep = KMEM_CACHE(touched_mm,

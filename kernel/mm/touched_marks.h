@@ -13,6 +13,7 @@
 #include <linux/mm_types.h>
 #include <linux/rbtree.h>
 #include <linux/spinlock.h>
+#include <linux/xarray.h>
 
 /*
  * The marks of a tracked VMA: a bitmap with a bit per page, and a summary
@@ -57,6 +58,9 @@ struct touched_mm {
  * @shift: log2 of the number of @marks words a @summary bit covers
  * @summary: a bit per 2^@shift words of @marks, set if any is non-zero
  * @inline_marks: @marks of VMAs of up to BITS_PER_LONG pages
+ * @armed: CONFIG_DEBUG_TOUCHED_SWEEP checks the VMA's writable entries
+ * @hashes: CONFIG_DEBUG_TOUCHED_SWEEP's record of pages whose marks were
+ *	cleared
  */
 struct touched_vma {
 	struct rb_node rb;
@@ -69,6 +73,10 @@ struct touched_vma {
 	u8 shift;
 	unsigned long summary[TOUCHED_SUMMARY_WORDS];
 	unsigned long inline_marks;
+#ifdef CONFIG_DEBUG_TOUCHED_SWEEP
+	bool armed;			/* tracking has write-protected it */
+	struct xarray hashes;		/* of pages audited, by index */
+#endif
 };
 
 /* Pages covered by one summary bit. */
@@ -185,6 +193,61 @@ static inline unsigned long tv_index(const struct touched_vma *tv, unsigned long
 bool touched_should_fail(size_t size);
 #else
 static inline bool touched_should_fail(size_t size)
+{
+	return false;
+}
+#endif
+
+#ifdef CONFIG_DEBUG_TOUCHED_SWEEP
+void touched_check_cleared(struct touched_vma *tv, unsigned long idx,
+			   bool present);
+void touched_check_forget(struct touched_vma *tv, unsigned long first,
+			  unsigned long last);
+void touched_check_settle(struct mm_struct *mm);
+void touched_check_audit(struct mm_struct *mm);
+void touched_check_arm(struct vm_area_struct *vma);
+int touched_track_vma(struct vm_area_struct *vma);
+
+/* Freed from an RCU callback with the VMA, so the lock is taken _bh. */
+static inline void touched_check_vma_init(struct touched_vma *tv)
+{
+	xa_init_flags(&tv->hashes, XA_FLAGS_LOCK_BH);
+}
+
+static inline void touched_check_vma_free(struct touched_vma *tv)
+{
+	xa_destroy(&tv->hashes);
+}
+
+/* The halves of a split, or a moved copy, are checked if @from was. */
+static inline void touched_check_inherit(struct touched_vma *to, bool armed)
+{
+	to->armed = armed;
+}
+
+static inline bool touched_check_armed(const struct touched_vma *tv)
+{
+	return tv->armed;
+}
+#else
+static inline void touched_check_cleared(struct touched_vma *tv,
+					 unsigned long idx, bool present)
+{
+}
+
+static inline void touched_check_forget(struct touched_vma *tv,
+					unsigned long first, unsigned long last)
+{
+}
+
+static inline void touched_check_settle(struct mm_struct *mm) {}
+static inline void touched_check_audit(struct mm_struct *mm) {}
+static inline void touched_check_arm(struct vm_area_struct *vma) {}
+static inline void touched_check_vma_init(struct touched_vma *tv) {}
+static inline void touched_check_vma_free(struct touched_vma *tv) {}
+static inline void touched_check_inherit(struct touched_vma *to, bool armed) {}
+
+static inline bool touched_check_armed(const struct touched_vma *tv)
 {
 	return false;
 }

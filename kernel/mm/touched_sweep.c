@@ -18,6 +18,7 @@
 #include <linux/maple_tree.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
+#include <linux/pagemap.h>
 #include <linux/pagewalk.h>
 #include <linux/pid.h>
 #include <linux/ptrace.h>
@@ -27,6 +28,7 @@
 #include <linux/swap.h>
 #include <linux/swapops.h>
 #include <linux/syscalls.h>
+#include <linux/touched_check.h>
 #include <linux/touched_sweep.h>
 #include <linux/uaccess.h>
 #include <uapi/linux/touched_sweep.h>
@@ -183,12 +185,46 @@ static void sweep_emit(struct touched_sweep *s, unsigned long start,
 }
 
 /*
+ * A page of a shared file mapping stays in the page cache when this
+ * mapping's entry for it goes (MADV_DONTNEED, reclaim, khugepaged), and a
+ * pin taken through the entry keeps writing it there: the mapping shows
+ * those writes again on its next fault.  Is a page of file offsets
+ * [@first, @last] pinned?  A pinned folio cannot be freed, so a walk under
+ * RCU without references sees every one of them.
+ */
+static bool sweep_file_pinned(struct vm_area_struct *vma, pgoff_t first,
+			      pgoff_t last)
+{
+	XA_STATE(xas, &vma->vm_file->f_mapping->i_pages, first);
+	struct folio *folio;
+	bool pinned = false;
+
+	rcu_read_lock();
+	xas_for_each(&xas, folio, last) {
+		if (xas_retry(&xas, folio) || xa_is_value(folio))
+			continue;
+		if (folio_maybe_dma_pinned(folio)) {
+			pinned = true;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return pinned;
+}
+
+static bool vma_shared_file(struct vm_area_struct *vma)
+{
+	return vma->vm_file && (vma->vm_flags & VM_SHARED);
+}
+
+/*
  * Would clearing this entry lose a write?  Pinned pages may be written
  * through the pin at any time, a lazily freed page may be dropped by
  * reclaim without a fault, and writable migration or device entries become
  * writable PTEs without one; a migration entry of a pinned page becomes
- * its PTE again when the migration fails on the pin.  Such pages keep their
- * marks.
+ * its PTE again when the migration fails on the pin, and a pinned page of
+ * a shared file mapping is mapped again by the next fault after its entry
+ * went.  Such pages keep their marks.
  *
  * MADV_FREE leaves a clean entry and a clean folio, but the folio loses
  * PG_swapbacked only when a per-CPU LRU batch drains, which may be after
@@ -211,7 +247,11 @@ static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
 			!folio_test_dirty(folio) &&
 			!folio_test_swapcache(folio));
 	}
-	if (pte_none(pte) || !is_swap_pte(pte))
+	if (pte_none(pte))
+		return vma_shared_file(vma) &&
+		       sweep_file_pinned(vma, linear_page_index(vma, addr),
+					 linear_page_index(vma, addr));
+	if (!is_swap_pte(pte))
 		return false;
 	entry = pte_to_swp_entry(pte);
 	if (is_writable_migration_entry(entry) ||
@@ -336,6 +376,10 @@ static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
 	unsigned long idx, run, stop = end;
 	u64 flags = TOUCHED_RANGE_TOUCHED;
 
+	/* Coarse, but rare: a pinned page anywhere keeps the whole span. */
+	if (!keep && vma_shared_file(tv->vma))
+		keep = sweep_file_pinned(tv->vma, linear_page_index(tv->vma, addr),
+					 linear_page_index(tv->vma, end - 1));
 	if (keep)
 		flags |= TOUCHED_RANGE_OVERREPORTED;
 	spin_lock(&s->tm->lock);
@@ -351,8 +395,10 @@ static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
 			sweep_emit(s, page, tv->vma->vm_start + run * PAGE_SIZE,
 				   flags);
 		}
-		if (!keep)
+		if (!keep) {
 			bitmap_clear(tv->marks, idx, run - idx);
+			touched_check_forget(tv, idx, run);
+		}
 	}
 	if (!keep) {
 		tb_summarize(tv, first, last - 1);
@@ -442,8 +488,10 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 		}
 		if (report)
 			sweep_emit(s, page, page + PAGE_SIZE, flags);
-		if (!keep)
+		if (!keep) {
 			__set_bit(i, cleared);
+			touched_check_cleared(tv, first + i, pte_present(old));
+		}
 	}
 
 	spin_lock(&s->tm->lock);
@@ -708,11 +756,15 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 			break;
 		s.tm = READ_ONCE(mm->touched);
 		if (s.tm) {
+			if (s.clear && s.addr == args->start)
+				touched_check_audit(mm);
 			if (s.clear)
 				tlb_gather_mmu(&s.tlb, mm);
 			sweep_round(&s);
-			if (s.clear)
+			if (s.clear) {
 				tlb_finish_mmu(&s.tlb);
+				touched_check_settle(mm);
+			}
 		} else {
 			s.addr = s.end;
 		}
@@ -827,6 +879,27 @@ static const struct mm_walk_ops touched_pinned_ops = {
 	.walk_lock	= PGWALK_WRLOCK,
 };
 
+/* Pinned pages of a shared file mapping's file, mapped here or not. */
+static void touched_mark_pinned_cache(struct vm_area_struct *vma)
+{
+	pgoff_t first = vma->vm_pgoff, last = first + vma_pages(vma) - 1;
+	XA_STATE(xas, &vma->vm_file->f_mapping->i_pages, first);
+	struct folio *folio;
+	pgoff_t from, to;
+
+	rcu_read_lock();
+	xas_for_each(&xas, folio, last) {
+		if (xas_retry(&xas, folio) || xa_is_value(folio) ||
+		    !folio_maybe_dma_pinned(folio))
+			continue;
+		from = max(first, folio->index);
+		to = min(last, folio->index + folio_nr_pages(folio) - 1);
+		__touched_mark(vma, vma->vm_start + ((from - first) << PAGE_SHIFT),
+			       to - from + 1);
+	}
+	rcu_read_unlock();
+}
+
 /*
  * Start tracking [@start, @end) of @vma, which the caller split to exactly
  * that range: no huge PMDs, read-only page protection, every present entry
@@ -867,7 +940,10 @@ static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 		smp_mb();
 		walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
 				&touched_pinned_ops, NULL);
+		if (vma_shared_file(vma))
+			touched_mark_pinned_cache(vma);
 	}
+	touched_check_arm(vma);
 	return 0;
 }
 
@@ -891,8 +967,8 @@ static void touched_vma_stop(struct touched_mm *tm, struct vm_area_struct *vma)
  * Untracking changes the flags of the tracked VMAs in [start, end) and may
  * split them: refuse it, before changing anything, if one is sealed.
  */
-static int touched_check_untrack(struct mm_struct *mm, unsigned long start,
-				 unsigned long end)
+static int touched_may_untrack(struct mm_struct *mm, unsigned long start,
+			       unsigned long end)
 {
 	struct vm_area_struct *vma;
 
@@ -904,8 +980,8 @@ static int touched_check_untrack(struct mm_struct *mm, unsigned long start,
 }
 
 /* Is [start, end) mapped without holes, and may all of it be tracked? */
-static int touched_check_range(struct mm_struct *mm, unsigned long start,
-			       unsigned long end)
+static int touched_may_track(struct mm_struct *mm, unsigned long start,
+			     unsigned long end)
 {
 	struct vm_area_struct *vma;
 	unsigned long covered = start;
@@ -980,15 +1056,17 @@ static int touched_track(struct mm_struct *mm, unsigned long start,
 
 	if (start == end)
 		return 0;
+	if (track)
+		touched_check_enable();
 	if (mmap_write_lock_killable(mm))
 		return -EINTR;
 	ret = 0;
 	if (track) {
-		ret = touched_check_range(mm, start, end);
+		ret = touched_may_track(mm, start, end);
 		if (!ret && !touched_mm_get(mm))
 			ret = -ENOMEM;
 	} else {
-		ret = touched_check_untrack(mm, start, end);
+		ret = touched_may_untrack(mm, start, end);
 	}
 	/* Nothing was ever tracked: nothing to untrack. */
 	if (!ret && mm->touched)
@@ -996,6 +1074,32 @@ static int touched_track(struct mm_struct *mm, unsigned long start,
 	mmap_write_unlock(mm);
 	return ret;
 }
+
+#ifdef CONFIG_DEBUG_TOUCHED_SWEEP
+/**
+ * touched_track_vma - track all of a VMA, for touched_check.track_all
+ * @vma: an untracked VMA
+ *
+ * Locking: mmap_lock held for writing.
+ *
+ * Return: 0, or the error tracking it would give.
+ */
+int touched_track_vma(struct vm_area_struct *vma)
+{
+	struct touched_mm *tm;
+	int ret;
+
+	mmap_assert_write_locked(vma->vm_mm);
+	ret = touched_vma_eligible(vma);
+	if (ret)
+		return ret;
+	tm = touched_mm_get(vma->vm_mm);
+	if (!tm)
+		return -ENOMEM;
+	vma_start_write(vma);
+	return touched_vma_start(tm, vma);
+}
+#endif
 
 /**
  * sys_touched_sweep - track, untrack or sweep touched pages of a process

@@ -47,6 +47,8 @@ SPLAT_PATTERNS = [
     r"INFO: .*(lock|held|task .* blocked)",
     r"rcu: .*(detected stall|self-detected stall)",
     r"RCU stall",
+    # CONFIG_DEBUG_TOUCHED_SWEEP: a write the tracking did not mark.
+    r"touched_sweep check:",
 ]
 SPLAT_RE = re.compile("|".join(SPLAT_PATTERNS))
 

@@ -1911,6 +1911,53 @@ TEST_F(ts, pinned_before_track_reported)
 	close(fd);
 }
 
+/*
+ * A pinned page of a shared mapping that loses this mapping's entry stays
+ * in the page cache, and the pin still writes it: its next fault maps what
+ * was written.
+ */
+TEST_F(ts, pinned_shared_page_without_entry_reported)
+{
+	struct ts_pin_longterm_test pin = { 0 };
+	struct pr got[MAX_PR];
+	int fd, memfd, i, n;
+	char *buf;
+
+	fd = open(GUP_TEST_PATH, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		SKIP(return, "no " GUP_TEST_PATH);
+	buf = map_memfd(8, &memfd);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 8 * page_size);
+	pin.addr = (uintptr_t)PG(buf, 2);
+	pin.size = page_size;
+	pin.flags = TS_PIN_LONGTERM_FLAG_USE_WRITE;
+	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_START, &pin)) {
+		TH_LOG("PIN_LONGTERM_TEST_START: %s", strerror(errno));
+	}
+
+	/* Pinned and unmapped before tracking starts. */
+	ASSERT_EQ(0, madvise(PG(buf, 2), page_size, MADV_DONTNEED));
+	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 2, 3, OVER });
+
+	/* Unmapped while tracked: the zap marks it, the pin keeps the mark. */
+	EXPECT_EQ(1, read_page(buf, 2));
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 2, 3, OVER });
+	ASSERT_EQ(0, madvise(PG(buf, 2), page_size, MADV_DONTNEED));
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 2, 3, OVER });
+	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 2, 3, OVER });
+
+	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_STOP));
+	n = sweep_pages(_metadata, self->pidfd, buf, 8, CLEAR, got, MAX_PR);
+	for (i = 0; i < n; i++)
+		EXPECT_TRUE(got[i].first == 2 && got[i].last == 3 &&
+			    (got[i].flags & TOUCHED));
+	EXPECT_NONE(self->pidfd, buf, 8, CLEAR);
+	close(memfd);
+	close(fd);
+}
+
 struct pvw_arg {
 	pid_t pid;
 	void *local;

@@ -6,7 +6,7 @@
  * The test process forks a target.  The target maps NR_REGIONS regions,
  * each living at one of two fixed "homes", tracks them itself, and runs
  * writer threads that store unique values (writer << 48 | sequence) at
- * random places, directly or, one burst in four, through /proc/self/mem
+ * random places, directly or, one burst in eight, through /proc/self/mem
  * (the kernel's copy through a page it looked up), and a disturber thread
  * that changes the regions under them: mprotect() round trips, munmap()
  * and mmap() again, mmap(MAP_FIXED) over part of a region, mremap() to the
@@ -448,7 +448,7 @@ static void *writer(void *arg)
 			/* A burst of 1 to 16 stores into one page. */
 			r = rnd(&s) % NR_REGIONS;
 			n = 1 + rnd(&s) % 16;
-			by_kernel = !(rnd(&s) % 4);
+			by_kernel = !(rnd(&s) % 8);
 			pthread_rwlock_rdlock(&region_lock[r]);
 			page = (uint64_t *)(uintptr_t)sh->reg[r].addr +
 			       rnd(&s) % (REGION_SIZE / page_size) * (page_size / 8);

@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * CONFIG_DEBUG_TOUCHED_SWEEP: check what touched_sweep(2) promises,
+ * independently of the hooks that keep the promise.
+ *
+ * Entry check.  Every page table update that installs a writable entry
+ * (set_ptes(), set_pmd_at(), ptep_set_access_flags() and
+ * pmdp_set_access_flags()) in a tracked VMA must find the marks of its
+ * pages set: "mark clear => entry read-only", checked where entries
+ * change, as page_table_check checks its invariant, rather than where the
+ * hooks expect them to change.  A VMA is checked from the moment tracking
+ * has write-protected it.
+ *
+ * Content audit (touched_check.audit=1).  Tracking and every clearing
+ * sweep record a hash of each anonymous page whose mark they clear, once
+ * the TLB has been flushed; each clearing sweep first, and the address
+ * space when it goes away, hash every recorded page whose mark is still
+ * clear again.  A page whose contents changed while its mark stayed clear
+ * is a write a dumper never copies: through a pin, a plain page reference,
+ * a stale TLB entry, or any path the hooks miss.  The audit needs no list
+ * of such paths.  File and shmem pages are left out: write(2) and other
+ * mappings change them legitimately and leave no trace to check against
+ * (the truncation and hole punch selftests cover them).
+ *
+ * Track everything (touched_check.track_all=1, also at run time through
+ * /sys/module/touched_check/parameters/track_all).  Every eligible VMA
+ * that mmap() creates from then on is tracked, so that any program
+ * exercises the hooks and the checks.
+ *
+ * Reports go to the kernel log, "touched_sweep check:" and a stack trace,
+ * rate limited; /sys/kernel/debug/touched_sweep/check_reports counts all.
+ */
+
+#include <linux/debugfs.h>
+#include <linux/highmem.h>
+#include <linux/jump_label.h>
+#include <linux/mm.h>
+#include <linux/moduleparam.h>
+#include <linux/pagewalk.h>
+#include <linux/ratelimit.h>
+#include <linux/sched/mm.h>
+#include <linux/touched_check.h>
+#include <linux/touched_sweep.h>
+#include <linux/xarray.h>
+#include <linux/xxhash.h>
+
+#include "internal.h"
+#include "touched_marks.h"
+
+DEFINE_STATIC_KEY_FALSE(touched_check_on);
+
+static bool audit;
+module_param(audit, bool, 0644);
+MODULE_PARM_DESC(audit, "Hash pages whose marks are cleared and check them");
+
+static int track_all_set(const char *val, const struct kernel_param *kp)
+{
+	int ret = param_set_bool(val, kp);
+
+	if (!ret && *(bool *)kp->arg)
+		touched_check_enable();
+	return ret;
+}
+
+static const struct kernel_param_ops track_all_ops = {
+	.set = track_all_set,
+	.get = param_get_bool,
+};
+
+static bool track_all;
+module_param_cb(track_all, &track_all_ops, &track_all, 0644);
+MODULE_PARM_DESC(track_all, "Track every eligible VMA mmap() creates");
+
+static atomic_t touched_check_reports;
+static DEFINE_RATELIMIT_STATE(touched_check_rs, 5 * HZ, 10);
+
+/**
+ * touched_check_enable - turn the entry check on
+ *
+ * Called before anything is tracked.  Static keys cannot change under
+ * mmap_lock, so callers enable it before taking it.
+ */
+void touched_check_enable(void)
+{
+	if (!static_key_enabled(&touched_check_on))
+		static_branch_enable(&touched_check_on);
+}
+
+static void touched_check_report(struct mm_struct *mm, unsigned long addr,
+				 const char *what)
+{
+	atomic_inc(&touched_check_reports);
+	if (!__ratelimit(&touched_check_rs))
+		return;
+	pr_err("touched_sweep check: %s at %#lx (mm %p, in %s[%d])\n",
+	       what, addr, mm, current->comm, task_pid_nr(current));
+	dump_stack();
+}
+
+/*
+ * Are the marks of @nr pages from @addr set, or is there nothing to check?
+ * Whoever installs the entry holds a lock that keeps the VMA from being
+ * split or freed (mmap_lock, the VMA lock or an rmap lock), so the lookup
+ * finds the VMA the entry belongs to.
+ */
+static bool touched_check_marked(struct mm_struct *mm, unsigned long addr,
+				 unsigned long nr)
+{
+	struct touched_mm *tm = READ_ONCE(mm->touched);
+	struct vm_area_struct *vma;
+	struct touched_vma *tv;
+	unsigned long idx, i;
+	bool ok = true;
+
+	if (!tm)
+		return true;
+	rcu_read_lock();
+	vma = mtree_load(&mm->mm_mt, addr);
+	if (!vma || !vma_touch_tracked(vma) || addr < vma->vm_start ||
+	    addr + nr * PAGE_SIZE > vma->vm_end)
+		goto out;
+	/* Under the lock, @tv is not freed by a split or an untrack. */
+	spin_lock(&tm->lock);
+	tv = vma->touched;
+	if (tv && tv->armed) {
+		idx = tv_index(tv, addr);
+		for (i = 0; i < nr && ok; i++)
+			ok = test_bit(idx + i, tv->marks);
+	}
+	spin_unlock(&tm->lock);
+out:
+	rcu_read_unlock();
+	return ok;
+}
+
+void __touched_check_ptes_set(struct mm_struct *mm, unsigned long addr,
+			      pte_t pte, unsigned int nr)
+{
+	if (pte_present(pte) && pte_write(pte) &&
+	    !touched_check_marked(mm, addr, nr))
+		touched_check_report(mm, addr, "writable entry, mark clear");
+}
+
+void __touched_check_pmd_set(struct mm_struct *mm, unsigned long addr,
+			     pmd_t pmd)
+{
+	if (pmd_present(pmd) && pmd_write(pmd) &&
+	    !touched_check_marked(mm, addr & PMD_MASK, PMD_SIZE >> PAGE_SHIFT))
+		touched_check_report(mm, addr, "writable huge entry, mark clear");
+}
+
+/* What the content audit compares: a page's contents. */
+static unsigned long touched_check_hash(struct page *page)
+{
+	void *addr = kmap_local_page(page);
+	u64 hash = xxh64(addr, PAGE_SIZE, 0);
+
+	kunmap_local(addr);
+	/* xarray values hold one bit less than a long. */
+	return (unsigned long)hash >> 1;
+}
+
+/* Pages waiting for their hash, once the TLB flush is done. */
+#define TOUCHED_CHECK_PENDING	XA_MARK_0
+
+/**
+ * touched_check_cleared - a clearing sweep cleared the mark of a page
+ * @tv: the page's VMA's marks
+ * @idx: the page
+ * @present: a page is mapped there
+ *
+ * Locking: the page table lock of the page.
+ */
+void touched_check_cleared(struct touched_vma *tv, unsigned long idx,
+			   bool present)
+{
+	if (!READ_ONCE(audit))
+		return;
+	if (!present) {
+		xa_erase_bh(&tv->hashes, idx);
+		return;
+	}
+	/* Hashed after the flush: a stale TLB entry may still write. */
+	xa_lock_bh(&tv->hashes);
+	if (!xa_err(__xa_store(&tv->hashes, idx, xa_mk_value(0),
+			       GFP_NOWAIT | __GFP_NOWARN)))
+		__xa_set_mark(&tv->hashes, idx, TOUCHED_CHECK_PENDING);
+	xa_unlock_bh(&tv->hashes);
+}
+
+/**
+ * touched_check_forget - stop auditing pages
+ * @tv: their VMA's marks
+ * @first: the first page
+ * @last: the page after the last one
+ */
+void touched_check_forget(struct touched_vma *tv, unsigned long first,
+			  unsigned long last)
+{
+	unsigned long idx;
+	void *entry;
+
+	if (last <= first)
+		return;
+	xa_for_each_range(&tv->hashes, idx, entry, first, last - 1)
+		xa_erase_bh(&tv->hashes, idx);
+}
+
+/* The locked page table entry of @addr, or NULL if there is none. */
+static pte_t *touched_check_lock_pte(struct mm_struct *mm, unsigned long addr,
+				     spinlock_t **ptl)
+{
+	pmd_t *pmd = mm_find_pmd(mm, addr);
+
+	return pmd ? pte_offset_map_lock(mm, pmd, addr, ptl) : NULL;
+}
+
+/* What to do with a page's record after a look at the page. */
+enum touched_check_next {
+	TOUCHED_CHECK_FORGET,	/* marked, unmapped or not anonymous */
+	TOUCHED_CHECK_KEEP,	/* hashed, or still matching its hash */
+	TOUCHED_CHECK_LATER,	/* swapped out or migrating: look again */
+};
+
+/*
+ * Hash a page whose mark is clear (@settle), or compare it with its hash.
+ */
+static enum touched_check_next
+touched_check_page(struct mm_struct *mm, struct touched_vma *tv,
+		   unsigned long idx, unsigned long hash, bool settle)
+{
+	enum touched_check_next next = TOUCHED_CHECK_FORGET;
+	struct vm_area_struct *vma = tv->vma;
+	unsigned long addr = vma->vm_start + idx * PAGE_SIZE;
+	struct page *page;
+	spinlock_t *ptl;	/* of the page's page table */
+	pte_t *pte, ptent;
+
+	pte = touched_check_lock_pte(mm, addr, &ptl);
+	if (!pte)
+		return TOUCHED_CHECK_FORGET;
+	ptent = ptep_get(pte);
+	/* Marked since: the next clearing sweep reports it. */
+	if (test_bit(idx, tv->marks))
+		goto out;
+	/* The contents are kept; compare them once mapped again. */
+	if (!pte_present(ptent)) {
+		next = pte_none(ptent) ? TOUCHED_CHECK_FORGET :
+					 TOUCHED_CHECK_LATER;
+		goto out;
+	}
+	if (pte_write(ptent))
+		touched_check_report(mm, addr, "writable entry, mark clear");
+	page = vm_normal_page(vma, addr, ptent);
+	if (!page || !PageAnon(page))
+		goto out;
+	if (settle) {
+		if (!xa_err(xa_store_bh(&tv->hashes, idx,
+					xa_mk_value(touched_check_hash(page)),
+					GFP_NOWAIT | __GFP_NOWARN)))
+			next = TOUCHED_CHECK_KEEP;
+	} else if (touched_check_hash(page) == hash) {
+		next = TOUCHED_CHECK_KEEP;
+	} else {
+		touched_check_report(mm, addr,
+				     "contents changed, mark clear");
+		pr_err("touched_sweep check: vma %#lx-%#lx flags %#lx, entry %#llx, folio refs %d mapped %d pinned %d anon-exclusive %d\n",
+		       vma->vm_start, vma->vm_end, vma->vm_flags,
+		       (u64)pte_val(ptent), folio_ref_count(page_folio(page)),
+		       folio_mapcount(page_folio(page)),
+		       folio_maybe_dma_pinned(page_folio(page)),
+		       PageAnonExclusive(page));
+	}
+out:
+	pte_unmap_unlock(pte, ptl);
+	return next;
+}
+
+/**
+ * touched_check_settle - hash the pages a round of a clearing sweep cleared
+ * @mm: the mm, after the round's TLB flush
+ *
+ * Locking: mmap_lock held.
+ */
+void touched_check_settle(struct mm_struct *mm)
+{
+	struct touched_mm *tm = mm->touched;
+	struct touched_vma *tv;
+	struct rb_node *rb;
+	unsigned long idx;
+	void *entry;
+
+	if (!READ_ONCE(audit) || !tm)
+		return;
+	mmap_assert_locked(mm);
+	/* The tree's shape changes only under mmap_lock held for writing. */
+	for (rb = rb_first(&tm->root); rb; rb = rb_next(rb)) {
+		tv = rb_entry(rb, struct touched_vma, rb);
+		xa_for_each_marked(&tv->hashes, idx, entry,
+				   TOUCHED_CHECK_PENDING) {
+			switch (touched_check_page(mm, tv, idx, 0, true)) {
+			case TOUCHED_CHECK_FORGET:
+				xa_erase_bh(&tv->hashes, idx);
+				break;
+			case TOUCHED_CHECK_KEEP:
+				xa_lock_bh(&tv->hashes);
+				__xa_clear_mark(&tv->hashes, idx,
+						TOUCHED_CHECK_PENDING);
+				xa_unlock_bh(&tv->hashes);
+				break;
+			case TOUCHED_CHECK_LATER:
+				break;
+			}
+		}
+	}
+}
+
+/**
+ * touched_check_audit - compare the recorded pages with their hashes
+ * @mm: the mm
+ *
+ * Locking: mmap_lock held.
+ */
+void touched_check_audit(struct mm_struct *mm)
+{
+	struct touched_mm *tm = mm->touched;
+	struct touched_vma *tv;
+	struct rb_node *rb;
+	unsigned long idx;
+	void *entry;
+
+	if (!READ_ONCE(audit) || !tm)
+		return;
+	mmap_assert_locked(mm);
+	for (rb = rb_first(&tm->root); rb; rb = rb_next(rb)) {
+		tv = rb_entry(rb, struct touched_vma, rb);
+		xa_for_each(&tv->hashes, idx, entry) {
+			if (xa_get_mark(&tv->hashes, idx, TOUCHED_CHECK_PENDING))
+				continue;
+			if (touched_check_page(mm, tv, idx, xa_to_value(entry),
+					       false) == TOUCHED_CHECK_FORGET)
+				xa_erase_bh(&tv->hashes, idx);
+			cond_resched();
+		}
+	}
+}
+
+static int touched_check_record_pte(pte_t *pte, unsigned long addr,
+				    unsigned long next, struct mm_walk *walk)
+{
+	struct touched_vma *tv = walk->vma->touched;
+
+	if (pte_present(ptep_get(pte)))
+		touched_check_cleared(tv, tv_index(tv, addr), true);
+	return 0;
+}
+
+static const struct mm_walk_ops touched_check_record_ops = {
+	.pte_entry	= touched_check_record_pte,
+	.walk_lock	= PGWALK_WRLOCK,
+};
+
+/**
+ * touched_check_arm - a VMA starts being tracked
+ * @vma: the VMA, write-protected and its TLB flushed
+ *
+ * From now on its writable entries are checked, and its pages audited.
+ *
+ * Locking: mmap_lock held for writing.
+ */
+void touched_check_arm(struct vm_area_struct *vma)
+{
+	struct touched_vma *tv = vma->touched;
+
+	tv->armed = true;
+	if (!READ_ONCE(audit))
+		return;
+	walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
+			&touched_check_record_ops, NULL);
+	touched_check_settle(vma->vm_mm);
+}
+
+/**
+ * touched_check_mmap - track a new mapping if everything is tracked
+ * @vma: the VMA mmap() just created or expanded
+ *
+ * Locking: mmap_lock held for writing.
+ */
+void touched_check_mmap(struct vm_area_struct *vma)
+{
+	if (!READ_ONCE(track_all) || vma_touch_tracked(vma))
+		return;
+	/* Not eligible, or no memory: it stays untracked. */
+	touched_track_vma(vma);
+}
+
+/**
+ * touched_check_exit - audit an address space before it goes away
+ * @mm: the mm, whose last user is gone
+ */
+void touched_check_exit(struct mm_struct *mm)
+{
+	if (!READ_ONCE(audit) || !mm->touched)
+		return;
+	mmap_read_lock(mm);
+	touched_check_audit(mm);
+	mmap_read_unlock(mm);
+}
+
+static int __init touched_check_init(void)
+{
+	if (audit || track_all)
+		touched_check_enable();
+	debugfs_create_atomic_t("check_reports", 0444,
+				debugfs_create_dir("touched_sweep", NULL),
+				&touched_check_reports);
+	return 0;
+}
+late_initcall(touched_check_init);
