@@ -40,22 +40,28 @@ def test_the_syscall_is_wired_up_only_after_the_hooks() -> None:
     assert first("scripts/syscall.tbl") > hooks
 
 
-def test_stages_give_the_files_before_fault_injection() -> None:
+def test_stages_give_the_files_before_fault_injection_and_the_check() -> None:
     patches = series.plan()
     after = series.staged_content(patches)
     fi = next(i for i, p in enumerate(patches) if "fault-injection" in p.name)
-    assert patches[fi].stage is not None
-    before, final = after[fi - 1], after[fi]
-    for rel in ("mm/touched_marks.c", "mm/touched_sweep.c",
-                "mm/touched_marks.h"):
-        assert b"touched_should_fail" in final[rel]
-        assert b"touched_should_fail" not in before[rel]
+    check = next(i for i, p in enumerate(patches)
+                 if "DEBUG_TOUCHED_SWEEP" in p.name)
+    assert fi < check
+    for step, word in ((fi, b"touched_should_fail"), (check, b"touched_check_")):
+        assert patches[step].stage is not None
+        before, now = after[step - 1], after[step]
+        for rel in ("mm/touched_marks.c", "mm/touched_sweep.c",
+                    "mm/touched_marks.h"):
+            assert word in now[rel]
+            assert word not in before[rel]
+    final = after[-1]
     assert final == {rel: data for rel, data
                      in kbuild.overlay_content().items()
                      if rel in final}
     # Files appear with the patch that adds them, not before.
     assert "mm/touched_sweep.c" not in after[0]
-    assert "tools/testing/selftests/touched_sweep/Makefile" not in after[fi]
+    assert "mm/touched_check.c" not in after[fi]
+    assert "tools/testing/selftests/touched_sweep/Makefile" not in after[check]
 
 
 def test_a_stage_diff_that_no_longer_applies_is_reported(
