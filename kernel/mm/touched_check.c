@@ -293,6 +293,12 @@ void touched_check_settle(struct mm_struct *mm)
 	if (!READ_ONCE(audit) || !tm)
 		return;
 	mmap_assert_locked(mm);
+	/*
+	 * Another clearing sweep may still owe the TLB flush of the pages it
+	 * cleared: they stay pending until a later round finds none owed.
+	 */
+	if (mm_tlb_flush_pending(mm))
+		return;
 	/* The tree's shape changes only under mmap_lock held for writing. */
 	for (rb = rb_first(&tm->root); rb; rb = rb_next(rb)) {
 		tv = rb_entry(rb, struct touched_vma, rb);
@@ -311,6 +317,7 @@ void touched_check_settle(struct mm_struct *mm)
 			case TOUCHED_CHECK_LATER:
 				break;
 			}
+			cond_resched();
 		}
 	}
 }

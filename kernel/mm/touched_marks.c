@@ -268,7 +268,7 @@ void __touched_mark(struct vm_area_struct *vma, unsigned long addr,
 		return;
 	spin_lock(&tm->lock);
 	tv = vma->touched;
-	if (tv) {
+	if (tv && addr >= vma->vm_start && addr < vma->vm_end) {
 		idx = tv_index(tv, addr);
 		tb_set_range(tv, idx, min(nr, tv->nr_pages - idx));
 		touched_tag(tm, tv);

@@ -185,31 +185,54 @@ static void sweep_emit(struct touched_sweep *s, unsigned long start,
 }
 
 /*
+ * The next folio of the page cache walk @xas that is pinned, with a
+ * reference, or NULL past @last.  Folios are looked at with a reference,
+ * as filemap_get_folios() does: without one, a folio may be freed and
+ * reused meanwhile.  The caller holds rcu_read_lock().
+ */
+static struct folio *touched_next_pinned(struct xa_state *xas, pgoff_t last)
+{
+	struct folio *folio;
+
+	for (folio = xas_find(xas, last); folio; folio = xas_next_entry(xas, last)) {
+		if (xas_retry(xas, folio) || xa_is_value(folio))
+			continue;
+		if (!folio_try_get(folio))
+			goto reset;
+		if (unlikely(folio != xas_reload(xas))) {
+			folio_put(folio);
+			goto reset;
+		}
+		if (folio_maybe_dma_pinned(folio))
+			return folio;
+		folio_put(folio);
+		continue;
+reset:
+		xas_reset(xas);
+	}
+	return NULL;
+}
+
+/*
  * A page of a shared file mapping stays in the page cache when this
  * mapping's entry for it goes (MADV_DONTNEED, reclaim, khugepaged), and a
  * pin taken through the entry keeps writing it there: the mapping shows
  * those writes again on its next fault.  Is a page of file offsets
- * [@first, @last] pinned?  A pinned folio cannot be freed, so a walk under
- * RCU without references sees every one of them.
+ * [@first, @last] pinned?
  */
 static bool sweep_file_pinned(struct vm_area_struct *vma, pgoff_t first,
 			      pgoff_t last)
 {
 	XA_STATE(xas, &vma->vm_file->f_mapping->i_pages, first);
 	struct folio *folio;
-	bool pinned = false;
 
 	rcu_read_lock();
-	xas_for_each(&xas, folio, last) {
-		if (xas_retry(&xas, folio) || xa_is_value(folio))
-			continue;
-		if (folio_maybe_dma_pinned(folio)) {
-			pinned = true;
-			break;
-		}
-	}
+	folio = touched_next_pinned(&xas, last);
 	rcu_read_unlock();
-	return pinned;
+	if (!folio)
+		return false;
+	folio_put(folio);
+	return true;
 }
 
 static bool vma_shared_file(struct vm_area_struct *vma)
@@ -521,6 +544,9 @@ static unsigned long sweep_clear_span(struct touched_sweep *s,
 	spinlock_t *ptl;	/* of the page table, or of the missing level */
 	bool huge;
 
+	/* The page cache walk of sweep_file_pinned() is done under the lock. */
+	if (vma_shared_file(tv->vma))
+		*end = pmd_addr_end(addr, *end);
 	mmu_notifier_range_init(&range, MMU_NOTIFY_PROTECTION_VMA, 0, s->mm,
 				addr, pmd_addr_end(addr, *end));
 	mmu_notifier_invalidate_range_start(&range);
@@ -655,12 +681,15 @@ static void sweep_round(struct touched_sweep *s)
 
 		if (!sweep_fits(s, gone_start, TOUCHED_RANGE_GONE))
 			return;
-		sweep_emit(s, gone_start, gone_end, TOUCHED_RANGE_GONE);
 		if (!s->clear) {
+			sweep_emit(s, gone_start, gone_end, TOUCHED_RANGE_GONE);
 			s->addr = gone_end;
 			continue;
 		}
+		/* Report what was cleared: the rest is reported next round. */
 		stop = sweep_touched(s, gone_start, gone_end, false);
+		if (stop > gone_start)
+			sweep_emit(s, gone_start, stop, TOUCHED_RANGE_GONE);
 		if (lost) {
 			if (s->lost_start == ULONG_MAX)
 				s->lost_start = gone_start;
@@ -851,31 +880,20 @@ static const struct mm_walk_ops touched_split_ops = {
 
 /*
  * A page pinned before tracking started may be written through the pin at
- * any time: mark it, as a clearing sweep keeps the marks of pinned pages.
- * Migration entries count too, since a migration fails on a pin and puts
- * the page back.
+ * any time, and a page lazily freed before may be dropped by reclaim: mark
+ * every page a clearing sweep would keep, as it would have been marked had
+ * it been tracked already.
  */
-static int touched_mark_pinned(pte_t *pte, unsigned long addr,
-			       unsigned long next, struct mm_walk *walk)
+static int touched_mark_unclearable(pte_t *pte, unsigned long addr,
+				    unsigned long next, struct mm_walk *walk)
 {
-	pte_t ptent = ptep_get(pte);
-	struct folio *folio = NULL;
-	swp_entry_t entry;
-
-	if (pte_present(ptent)) {
-		folio = vm_normal_folio(walk->vma, addr, ptent);
-	} else if (is_swap_pte(ptent)) {
-		entry = pte_to_swp_entry(ptent);
-		if (is_pfn_swap_entry(entry))
-			folio = pfn_swap_entry_folio(entry);
-	}
-	if (folio && folio_maybe_dma_pinned(folio))
+	if (sweep_must_keep(walk->vma, addr, ptep_get(pte)))
 		__touched_mark(walk->vma, addr, 1);
 	return 0;
 }
 
-static const struct mm_walk_ops touched_pinned_ops = {
-	.pte_entry	= touched_mark_pinned,
+static const struct mm_walk_ops touched_unclearable_ops = {
+	.pte_entry	= touched_mark_unclearable,
 	.walk_lock	= PGWALK_WRLOCK,
 };
 
@@ -888,14 +906,19 @@ static void touched_mark_pinned_cache(struct vm_area_struct *vma)
 	pgoff_t from, to;
 
 	rcu_read_lock();
-	xas_for_each(&xas, folio, last) {
-		if (xas_retry(&xas, folio) || xa_is_value(folio) ||
-		    !folio_maybe_dma_pinned(folio))
-			continue;
+	while ((folio = touched_next_pinned(&xas, last))) {
+		/* With the reference, the folio's index is stable. */
 		from = max(first, folio->index);
 		to = min(last, folio->index + folio_nr_pages(folio) - 1);
+		folio_put(folio);
 		__touched_mark(vma, vma->vm_start + ((from - first) << PAGE_SHIFT),
 			       to - from + 1);
+		if (need_resched()) {
+			xas_pause(&xas);
+			rcu_read_unlock();
+			cond_resched();
+			rcu_read_lock();
+		}
 	}
 	rcu_read_unlock();
 }
@@ -930,19 +953,18 @@ static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 	tlb_finish_mmu(&tlb);
 
 	/*
-	 * Only pins taken through this mm's page tables count, as only writes
-	 * through them are tracked.  Every entry is read-only now: GUP-fast
-	 * pins no more for writing, and a pin it took before shows in the
-	 * pin count after this barrier (see sweep_clear_ptes()).
+	 * Every entry is read-only now: GUP-fast pins no more for writing, and
+	 * a pin it took before shows in the pin count after this barrier (see
+	 * sweep_clear_ptes()).  Only pins taken through this mm's page tables
+	 * count, as only writes through them are tracked.
 	 */
-	if (test_bit(MMF_HAS_PINNED, &vma->vm_mm->flags)) {
-		/* Pairs with try_grab_folio_fast()'s barrier. */
-		smp_mb();
-		walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
-				&touched_pinned_ops, NULL);
-		if (vma_shared_file(vma))
-			touched_mark_pinned_cache(vma);
-	}
+	/* Pairs with try_grab_folio_fast()'s barrier. */
+	smp_mb();
+	walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
+			&touched_unclearable_ops, NULL);
+	if (vma_shared_file(vma) &&
+	    test_bit(MMF_HAS_PINNED, &vma->vm_mm->flags))
+		touched_mark_pinned_cache(vma);
 	touched_check_arm(vma);
 	return 0;
 }
