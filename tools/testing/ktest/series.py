@@ -443,6 +443,26 @@ def _log_lines(log: Path) -> int:
         if log.exists() else 0
 
 
+def _configured_objects(tree: Path, obj: Path) -> list[str]:
+    """The new files' objects that the configuration in @obj builds.
+
+    From mm/Makefile's obj-$(CONFIG_...) lines: a debug-only file (say
+    touched_check.c) is left out when its option is off, as the kernel
+    build leaves it out.
+    """
+    config = (obj / ".config").read_text(errors="replace") \
+        if (obj / ".config").exists() else ""
+    enabled = set(re.findall(r"^(CONFIG_\w+)=y$", config, re.M))
+    makefile = (tree / "mm" / "Makefile").read_text(errors="replace")
+    objects = []
+    for symbol, names in re.findall(r"^obj-\$\((CONFIG_\w+)\)\s*\+=(.*)$",
+                                    makefile, re.M):
+        for name in names.split():
+            if name.startswith("touched_") and symbol in enabled:
+                objects.append(f"mm/{name}")
+    return sorted(objects)
+
+
 def build_step(tree: Path, obj: Path, label: str) -> list[str]:
     """Configure and build @tree; return the compiler warnings."""
     kbuild.configure_tree(tree, obj, _bisect_fragments(), "series-x86",
@@ -454,8 +474,7 @@ def build_step(tree: Path, obj: Path, label: str) -> list[str]:
                ["make", "-C", tree, f"O={obj}", f"-j{kbuild._jobs()}",
                 f"CC={cc}", "bzImage"], log, append=True,
                env=kbuild.BUILD_ENV, excerpt=kbuild.BUILD_ERRORS)
-    ours = [f"mm/{f.name[:-2]}.o" for f in sorted((tree / "mm").glob(
-        "touched_*.c"))]
+    ours = _configured_objects(tree, obj)
     if ours:
         # W=1 for the new files only: the rest of the tree is not W=1 clean.
         run_logged(f"W=1 build of the new files after {label}",
