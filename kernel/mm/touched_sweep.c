@@ -880,20 +880,37 @@ static const struct mm_walk_ops touched_split_ops = {
 
 /*
  * A page pinned before tracking started may be written through the pin at
- * any time, and a page lazily freed before may be dropped by reclaim: mark
- * every page a clearing sweep would keep, as it would have been marked had
- * it been tracked already.
+ * any time: mark it, as a clearing sweep keeps the marks of pinned pages.
+ * Migration entries count too, since a migration fails on a pin and puts
+ * the page back.  (Pages lazily freed before tracking are not marked: a
+ * clean anonymous page looks the same, and tracked pages start clean.)
  */
-static int touched_mark_unclearable(pte_t *pte, unsigned long addr,
-				    unsigned long next, struct mm_walk *walk)
+static int touched_mark_pinned(pte_t *pte, unsigned long addr,
+			       unsigned long next, struct mm_walk *walk)
 {
-	if (sweep_must_keep(walk->vma, addr, ptep_get(pte)))
+	pte_t ptent = ptep_get(pte);
+	struct folio *folio = NULL;
+	swp_entry_t entry;
+
+	if (pte_present(ptent)) {
+		folio = vm_normal_folio(walk->vma, addr, ptent);
+	} else if (is_swap_pte(ptent)) {
+		entry = pte_to_swp_entry(ptent);
+		if (is_pfn_swap_entry(entry))
+			folio = pfn_swap_entry_folio(entry);
+	} else if (pte_none(ptent) && vma_shared_file(walk->vma)) {
+		if (sweep_file_pinned(walk->vma, linear_page_index(walk->vma, addr),
+				      linear_page_index(walk->vma, addr)))
+			__touched_mark(walk->vma, addr, 1);
+		return 0;
+	}
+	if (folio && folio_maybe_dma_pinned(folio))
 		__touched_mark(walk->vma, addr, 1);
 	return 0;
 }
 
-static const struct mm_walk_ops touched_unclearable_ops = {
-	.pte_entry	= touched_mark_unclearable,
+static const struct mm_walk_ops touched_pinned_ops = {
+	.pte_entry	= touched_mark_pinned,
 	.walk_lock	= PGWALK_WRLOCK,
 };
 
@@ -958,13 +975,14 @@ static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 	 * sweep_clear_ptes()).  Only pins taken through this mm's page tables
 	 * count, as only writes through them are tracked.
 	 */
-	/* Pairs with try_grab_folio_fast()'s barrier. */
-	smp_mb();
-	walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
-			&touched_unclearable_ops, NULL);
-	if (vma_shared_file(vma) &&
-	    test_bit(MMF_HAS_PINNED, &vma->vm_mm->flags))
-		touched_mark_pinned_cache(vma);
+	if (test_bit(MMF_HAS_PINNED, &vma->vm_mm->flags)) {
+		/* Pairs with try_grab_folio_fast()'s barrier. */
+		smp_mb();
+		walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
+				&touched_pinned_ops, NULL);
+		if (vma_shared_file(vma))
+			touched_mark_pinned_cache(vma);
+	}
 	touched_check_arm(vma);
 	return 0;
 }
