@@ -991,6 +991,9 @@ def cmd_dump(args: argparse.Namespace) -> int:
     total = sum(r.bytes for r in rounds)
     _write(sys.stdout, f"dump of pid {pid} with {dumper.tracker.name}: {len(rounds)} rounds, {total} bytes, "
                        f"frozen {dumper.freeze_s * 1e3:.1f} ms copying {rounds[-1].bytes} bytes; image in {args.out}")
+    if dumper.sweep_stops_s:
+        _write(sys.stdout, f"{dumper.tracker.name} sweeps are not atomic: the process was also stopped "
+                           f"{dumper.sweep_stops_s * 1e3:.1f} ms in all for the earlier rounds' sweeps")
     return 0
 
 
@@ -1043,6 +1046,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _write(sys.stdout, f"{'':12}{'frozen':>12}{'copied while frozen':>22}")
         _write(sys.stdout, f"{'full stop':12}{full_s * 1e3:>9.1f} ms{full_bytes:>16} bytes")
         _write(sys.stdout, f"{'pre-copy':12}{dumper.freeze_s * 1e3:>9.1f} ms{frozen_bytes:>16} bytes")
+        if dumper.sweep_stops_s:
+            _write(sys.stdout, f"{'':12}plus {dumper.sweep_stops_s * 1e3:.1f} ms stopped for the earlier rounds' "
+                               f"sweeps ({dumper.tracker.name} sweeps are not atomic)")
         if dumper.freeze_s >= full_s:
             _write(sys.stdout, f"the pre-copy freeze is {dumper.freeze_s / full_s:.1f}x longer")
         else:

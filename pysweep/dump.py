@@ -6,7 +6,10 @@ copies everything tracked; each later round is a clearing sweep, and
 copies only what it reports.  When a round copies less than
 ``converge_bytes`` (or after ``max_rounds``), the dumper stops the process
 with SIGSTOP, runs the last round while it is stopped, and resumes it:
-the freeze lasts one sweep and one small copy.
+the freeze lasts one sweep and one small copy.  On a backend whose
+clearing sweep is not atomic (``soft_dirty`` reads the marks and clears
+them in two steps), the process is also stopped across each earlier
+round's sweep, though not across its copy.
 
 The image is a directory with one subdirectory per round, ``round-NNN``,
 each holding ``manifest.json`` and ``pages.bin`` (the copied ranges, one
@@ -158,22 +161,45 @@ def _runs(pages: dict[int, bytes]) -> Iterator[tuple[int, bytes]]:
         yield start, b"".join(parts)
 
 
-def _state(pid: int) -> str:
-    """``pid``'s state letter from /proc/PID/stat (after the command name)."""
-    with open(f"/proc/{pid}/stat") as f:
+def _state(path: str) -> str:
+    """The state letter of a /proc stat file (after the command name)."""
+    with open(path) as f:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def _running_threads(pid: int) -> list[tuple[str, str]]:
+    """``(tid, state)`` of each thread of ``pid`` that is not stopped yet."""
+    running = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            state = _state(f"/proc/{pid}/task/{tid}/stat")
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        if state not in ("T", "t"):
+            running.append((tid, state))
+    return running
+
+
 def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
-    """Wait until ``pid`` is really stopped (state T in /proc/PID/stat)."""
+    """Wait until every thread of ``pid`` is stopped (state T).
+
+    SIGSTOP stops the threads one by one as each notices the signal; the
+    group leader can show T while another thread still runs and writes.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        state = _state(pid)
-        if state in ("T", "t"):
+        running = _running_threads(pid)
+        if not running:
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"pid {pid} did not stop within {timeout} s (state {state})")
+            tid, state = running[0]
+            raise TimeoutError(f"pid {pid} did not stop within {timeout} s (thread {tid} in state {state})")
         time.sleep(0.001)
+
+
+def _stop(pid: int) -> None:
+    os.kill(pid, signal.SIGSTOP)
+    _wait_stopped(pid)
 
 
 class Dumper:
@@ -207,6 +233,9 @@ class Dumper:
         self.rounds: list[RoundStats] = []
         # How long the process was stopped, from SIGSTOP to SIGCONT.
         self.freeze_s = 0.0
+        # How long the process was stopped for the clearing sweeps of the
+        # rounds before the last, on a backend whose sweep is not atomic.
+        self.sweep_stops_s = 0.0
         self._pending: tuple[Path, dict[str, object], dict[int, bytes]] | None = None
 
     def _opt_in(self) -> None:
@@ -245,7 +274,21 @@ class Dumper:
         else:
             lo = min(s for s, _ in self.tracked)
             hi = max(e for _, e in self.tracked)
-            result = self.tracker.sweep(lo, hi, clear=True)
+            if self.tracker.guarantees.atomic or frozen:
+                result = self.tracker.sweep(lo, hi, clear=True)
+            else:
+                # The backend reads the marks and clears them in two steps;
+                # a write between the two would be lost for good.  Stop the
+                # process across the sweep, as CRIU does for soft-dirty; the
+                # copy runs with the process running again, and the next
+                # round sees whatever it writes meanwhile.
+                stopped = time.monotonic()
+                _stop(self.pid)
+                try:
+                    result = self.tracker.sweep(lo, hi, clear=True)
+                finally:
+                    os.kill(self.pid, signal.SIGCONT)
+                    self.sweep_stops_s += time.monotonic() - stopped
             todo = []
             for r in result.ranges:
                 if r.gone:
@@ -306,9 +349,8 @@ class Dumper:
             stats = self._round(number, False)
             number += 1
         stopped = time.monotonic()
-        os.kill(self.pid, signal.SIGSTOP)
         try:
-            _wait_stopped(self.pid)
+            _stop(self.pid)
             self._round(number, True)
         finally:
             if resume:
@@ -331,9 +373,8 @@ def full_stop_dump(pid: int, out: Path) -> tuple[float, int]:
     image: dict[int, bytes] = {}
     skipped = []
     stopped = time.monotonic()
-    os.kill(pid, signal.SIGSTOP)
     try:
-        _wait_stopped(pid)
+        _stop(pid)
         for m in read_maps(pid):
             reason = dumpable_reason(m)
             if reason is not None:
@@ -361,10 +402,9 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     it), in which case it stays stopped.
     """
     pages = load_image(Path(image_dir) / "merged")
-    was_stopped = _state(pid) in ("T", "t")
+    was_stopped = not _running_threads(pid)
     if not was_stopped:
-        os.kill(pid, signal.SIGSTOP)
-        _wait_stopped(pid)
+        _stop(pid)
     try:
         # Dumpable memory the image lacks counts as mismatching too.
         bad = [a for m in read_maps(pid) if dumpable_reason(m) is None

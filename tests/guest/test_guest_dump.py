@@ -10,17 +10,21 @@ another process.
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from pysweep import PAGE_SIZE
-from pysweep.dump import Dumper, RoundStats, load_image, verify
+from pysweep.dump import Dumper, RoundStats, _running_threads, load_image, verify
+from pysweep.soft_dirty import SoftDirtyBackend
+from pysweep.tracker import register_backend, unregister_backend
 
 REGION = 4 << 20
 
@@ -72,6 +76,9 @@ def test_dump_of_a_writing_process_is_exact(writer: subprocess.Popen[str], tmp_p
     assert rounds[0].bytes >= 2 * REGION and not rounds[0].frozen
     assert rounds[-1].frozen and not any(r.frozen for r in rounds[:-1])
     assert 2 <= len(rounds) <= 5
+    # soft_dirty reads and clears in two steps: the target was stopped
+    # across each earlier sweep.  touched_sweep's sweeps need no stop.
+    assert (dumper.sweep_stops_s > 0) == (backend == "soft_dirty")
     # The target kept writing between rounds: later rounds copied something.
     assert sum(r.pages for r in rounds[1:]) > 0
 
@@ -88,6 +95,68 @@ def test_dump_of_a_writing_process_is_exact(writer: subprocess.Popen[str], tmp_p
     assert final["frozen"]
     merged = load_image(tmp_path / "merged")
     assert len(merged) * PAGE_SIZE >= 2 * REGION
+
+
+POKED_TARGET = """
+import mmap, sys
+pages = int(sys.argv[1])
+buf = mmap.mmap(-1, pages * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+for off in range(0, len(buf), mmap.PAGESIZE):
+    buf[off] = 1
+print("ready", flush=True)
+# Each command writes the next page, once: a write the dump misses is
+# never written again, so it stays missing.
+for n in range(pages):
+    sys.stdin.buffer.read(1)
+    buf[n * mmap.PAGESIZE + 8:n * mmap.PAGESIZE + 16] = (n + 1).to_bytes(8, "little")
+    print(n, flush=True)
+"""
+
+
+class _SoftDirtyWriteInTheWindow(SoftDirtyBackend):
+    """soft_dirty, with the target made to write between reading the bits and clearing them."""
+
+    name = "soft_dirty_write_in_the_window"
+    target: subprocess.Popen[str]
+    # For each write asked for: whether the target was running then.
+    running: ClassVar[list[bool]] = []
+
+    def _save_marks(self) -> None:
+        super()._save_marks()
+        assert self.target.stdin is not None and self.target.stdout is not None
+        self.running.append(bool(_running_threads(self.target.pid)))
+        self.target.stdin.write("w")
+        self.target.stdin.flush()
+        # A running target writes the page at once; a stopped one writes it
+        # once resumed, after the clear.
+        if self.running[-1]:
+            assert select.select([self.target.stdout], [], [], 10)[0], "the target did not write"
+            self.target.stdout.readline()
+
+
+def test_a_write_between_reading_and_clearing_soft_dirty_bits_is_not_lost(tmp_path: Path) -> None:
+    """soft_dirty reads the bits and clears them in two steps: the dumper
+    stops the target across each sweep, so no write can land in between."""
+    proc = subprocess.Popen([sys.executable, "-c", POKED_TARGET, "64"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    register_backend(_SoftDirtyWriteInTheWindow.name, _SoftDirtyWriteInTheWindow)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        _SoftDirtyWriteInTheWindow.target = proc
+        _SoftDirtyWriteInTheWindow.running = []
+        dumper = Dumper(proc.pid, tmp_path, backend=_SoftDirtyWriteInTheWindow.name, max_rounds=4, converge_bytes=0)
+        rounds = dumper.run(resume=False)
+        assert len(rounds) == 5
+        assert verify(tmp_path, proc.pid) == []
+        # Only the clears of track() ran with the target running (round 0
+        # copies what they miss); the target was stopped for every sweep.
+        assert _SoftDirtyWriteInTheWindow.running == [True] * len(dumper.tracked) + [False] * 4
+        assert dumper.sweep_stops_s > 0
+    finally:
+        unregister_backend(_SoftDirtyWriteInTheWindow.name)
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
 
 
 def test_verify_finds_a_change_after_the_dump(writer: subprocess.Popen[str], tmp_path: Path) -> None:

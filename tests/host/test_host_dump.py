@@ -1,4 +1,4 @@
-"""The dumper's parts that need no tracking: image format, maps, memory reads."""
+"""The dumper's parts that need no kernel tracking: image format, maps, memory reads, stops."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ import ctypes
 import json
 import mmap
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
+import attrs
 import pytest
 
-from pysweep import PAGE_SIZE, dump
-from pysweep.dump import Mapping, dumpable_reason, load_image, read_maps, read_memory
+from pysweep import PAGE_SIZE, SweepResult, dump
+from pysweep.dump import Dumper, Mapping, dumpable_reason, load_image, read_maps, read_memory
+from pysweep.tracker import Backend, Guarantees, register_backend, unregister_backend
 
 
 def test_image_round_trip(tmp_path: Path) -> None:
@@ -57,3 +64,75 @@ def test_own_maps_and_memory() -> None:
     assert read_memory(os.getpid(), addr, 5) == b"hello"
     with pytest.raises(OSError, match="process_vm_readv"):
         read_memory(os.getpid(), 0, PAGE_SIZE)
+
+
+THREADED_TARGET = """
+import mmap, sys, threading
+buf = mmap.mmap(-1, 4 * mmap.PAGESIZE)
+def spin():
+    while True:
+        buf[0] = (buf[0] + 1) & 0xff
+for _ in range(3):
+    threading.Thread(target=spin, daemon=True).start()
+print("ready", flush=True)
+spin()
+"""
+
+
+class _StateRecordingBackend(Backend):
+    """Records, at each clearing sweep, which threads of the target still run."""
+
+    name = "state-recording"
+    guarantees = Guarantees(remote=True, atomic=False, range_clear=True, reports_gone=False, reports_zaps=False,
+                            follows_mremap=False, reports_new_mappings=False, cost="nothing")
+    running_at_sweep: ClassVar[list[list[tuple[str, str]]]] = []
+
+    def track(self, start: int, end: int) -> None:
+        pass
+
+    def untrack(self, start: int, end: int) -> None:
+        pass
+
+    def sweep(self, start: int, end: int, *, clear: bool = True, max_ranges: int | None = None) -> SweepResult:
+        self.running_at_sweep.append(dump._running_threads(self.pid))
+        return SweepResult((), end)
+
+
+class _AtomicStateRecordingBackend(_StateRecordingBackend):
+    name = "atomic-state-recording"
+    guarantees = attrs.evolve(_StateRecordingBackend.guarantees, atomic=True)
+
+
+@pytest.fixture
+def threaded_target() -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, "-c", THREADED_TARGET], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("backend", [_StateRecordingBackend, _AtomicStateRecordingBackend])
+def test_non_atomic_sweeps_run_with_every_thread_stopped(
+    backend: type[_StateRecordingBackend], threaded_target: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    """A backend that reads and clears in two steps loses the writes in between unless the target is stopped."""
+    register_backend(backend.name, backend)
+    backend.running_at_sweep = []
+    try:
+        rounds = Dumper(threaded_target.pid, tmp_path, backend=backend.name, max_rounds=3, converge_bytes=0).run()
+    finally:
+        unregister_backend(backend.name)
+    assert len(rounds) == 4 and len(backend.running_at_sweep) == 3
+    *earlier, frozen = backend.running_at_sweep
+    assert frozen == []
+    if backend.guarantees.atomic:
+        # An atomic backend's earlier sweeps leave the target running.
+        assert all(len(running) == 4 for running in earlier)
+    else:
+        assert earlier == [[], []]
+    # Resumed after each stop: all four threads run again.
+    deadline = time.monotonic() + 10
+    while len(dump._running_threads(threaded_target.pid)) < 4:
+        assert time.monotonic() < deadline, "the target was left stopped"
+        time.sleep(0.01)
