@@ -276,14 +276,13 @@ out:
 	return next;
 }
 
-/**
- * touched_check_settle - hash the pages a round of a clearing sweep cleared
- * @mm: the mm, after the round's TLB flush
- *
- * Locking: mmap_lock held.
+/*
+ * Look at each recorded page of @mm: with @settle, hash the pages waiting
+ * for their hash; without, compare the others with theirs.
  */
-void touched_check_settle(struct mm_struct *mm)
+static void touched_check_walk(struct mm_struct *mm, bool settle)
 {
+	xa_mark_t filter = settle ? TOUCHED_CHECK_PENDING : XA_PRESENT;
 	struct touched_mm *tm = mm->touched;
 	struct touched_vma *tv;
 	struct rb_node *rb;
@@ -297,18 +296,23 @@ void touched_check_settle(struct mm_struct *mm)
 	 * Another clearing sweep may still owe the TLB flush of the pages it
 	 * cleared: they stay pending until a later round finds none owed.
 	 */
-	if (mm_tlb_flush_pending(mm))
+	if (settle && mm_tlb_flush_pending(mm))
 		return;
 	/* The tree's shape changes only under mmap_lock held for writing. */
 	for (rb = rb_first(&tm->root); rb; rb = rb_next(rb)) {
 		tv = rb_entry(rb, struct touched_vma, rb);
-		xa_for_each_marked(&tv->hashes, idx, entry,
-				   TOUCHED_CHECK_PENDING) {
-			switch (touched_check_page(mm, tv, idx, 0, true)) {
+		xa_for_each_marked(&tv->hashes, idx, entry, filter) {
+			if (!settle && xa_get_mark(&tv->hashes, idx,
+						   TOUCHED_CHECK_PENDING))
+				continue;
+			switch (touched_check_page(mm, tv, idx,
+						   xa_to_value(entry), settle)) {
 			case TOUCHED_CHECK_FORGET:
 				xa_erase_bh(&tv->hashes, idx);
 				break;
 			case TOUCHED_CHECK_KEEP:
+				if (!settle)
+					break;
 				xa_lock_bh(&tv->hashes);
 				__xa_clear_mark(&tv->hashes, idx,
 						TOUCHED_CHECK_PENDING);
@@ -323,6 +327,17 @@ void touched_check_settle(struct mm_struct *mm)
 }
 
 /**
+ * touched_check_settle - hash the pages a round of a clearing sweep cleared
+ * @mm: the mm, after the round's TLB flush
+ *
+ * Locking: mmap_lock held.
+ */
+void touched_check_settle(struct mm_struct *mm)
+{
+	touched_check_walk(mm, true);
+}
+
+/**
  * touched_check_audit - compare the recorded pages with their hashes
  * @mm: the mm
  *
@@ -330,26 +345,7 @@ void touched_check_settle(struct mm_struct *mm)
  */
 void touched_check_audit(struct mm_struct *mm)
 {
-	struct touched_mm *tm = mm->touched;
-	struct touched_vma *tv;
-	struct rb_node *rb;
-	unsigned long idx;
-	void *entry;
-
-	if (!READ_ONCE(audit) || !tm)
-		return;
-	mmap_assert_locked(mm);
-	for (rb = rb_first(&tm->root); rb; rb = rb_next(rb)) {
-		tv = rb_entry(rb, struct touched_vma, rb);
-		xa_for_each(&tv->hashes, idx, entry) {
-			if (xa_get_mark(&tv->hashes, idx, TOUCHED_CHECK_PENDING))
-				continue;
-			if (touched_check_page(mm, tv, idx, xa_to_value(entry),
-					       false) == TOUCHED_CHECK_FORGET)
-				xa_erase_bh(&tv->hashes, idx);
-			cond_resched();
-		}
-	}
+	touched_check_walk(mm, false);
 }
 
 static int touched_check_record_pte(pte_t *pte, unsigned long addr,

@@ -1832,12 +1832,53 @@ TEST_F(ts, punch_hole_over_unmapped_page)
 
 /* ---- Pinned pages --------------------------------------------------- */
 
+/* Pin @page of @buf for writing, long term, through the gup_test module. */
+static void pin_page(struct __test_metadata *_metadata, int gup_fd, char *buf,
+		     int page)
+{
+	struct ts_pin_longterm_test pin = {
+		.addr = (uintptr_t)PG(buf, page),
+		.size = page_size,
+		.flags = TS_PIN_LONGTERM_FLAG_USE_WRITE,
+	};
+
+	ASSERT_EQ(0, ioctl(gup_fd, TS_PIN_LONGTERM_TEST_START, &pin)) {
+		TH_LOG("PIN_LONGTERM_TEST_START: %s", strerror(errno));
+	}
+}
+
+/*
+ * After a pin of pages [@first, @last) is dropped, the next clearing sweep
+ * reports at most those pages, touched, and the one after nothing.
+ */
+static void expect_unpinned_then_none(struct __test_metadata *_metadata,
+				      int pidfd, char *buf, int npages,
+				      int first, int last)
+{
+	struct pr got[MAX_PR];
+	int i, n;
+
+	n = sweep_pages(_metadata, pidfd, buf, npages, CLEAR, got, MAX_PR);
+	for (i = 0; i < n; i++)
+		EXPECT_TRUE(got[i].first == first && got[i].last == last &&
+			    (got[i].flags & TOUCHED));
+	EXPECT_NONE(pidfd, buf, npages, CLEAR);
+}
+
+/* Drop the pin of pin_page(), then expect_unpinned_then_none(). */
+static void unpin_expect_page_then_none(struct __test_metadata *_metadata,
+					int gup_fd, int pidfd, char *buf,
+					int npages, int page)
+{
+	ASSERT_EQ(0, ioctl(gup_fd, TS_PIN_LONGTERM_TEST_STOP));
+	expect_unpinned_then_none(_metadata, pidfd, buf, npages, page,
+				  page + 1);
+}
+
 TEST_F(ts, pinned_page_overreported)
 {
-	struct ts_pin_longterm_test pin = { 0 };
-	struct pr got[MAX_PR];
 	char *buf;
-	int fd, i, n;
+	int fd;
 
 	fd = open(GUP_TEST_PATH, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
@@ -1848,13 +1889,7 @@ TEST_F(ts, pinned_page_overreported)
 	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
 	write_page(buf, 3, 2);
 	write_page(buf, 5, 2);
-
-	pin.addr = (uintptr_t)PG(buf, 3);
-	pin.size = page_size;
-	pin.flags = TS_PIN_LONGTERM_FLAG_USE_WRITE;
-	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_START, &pin)) {
-		TH_LOG("PIN_LONGTERM_TEST_START: %s", strerror(errno));
-	}
+	pin_page(_metadata, fd, buf, 3);
 
 	/* A pinned page cannot be cleared: every clearing sweep says so. */
 	EXPECT_PAGES(self->pidfd, buf, 8, PEEK, { 3, 4, TOUCHED }, { 5, 6, TOUCHED });
@@ -1862,22 +1897,15 @@ TEST_F(ts, pinned_page_overreported)
 	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 3, 4, OVER });
 	EXPECT_PAGES(self->pidfd, buf, 8, PEEK, { 3, 4, TOUCHED });
 
-	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_STOP));
-	n = sweep_pages(_metadata, self->pidfd, buf, 8, CLEAR, got, MAX_PR);
-	for (i = 0; i < n; i++)
-		EXPECT_TRUE(got[i].first == 3 && got[i].last == 4 &&
-			    (got[i].flags & TOUCHED));
-	EXPECT_NONE(self->pidfd, buf, 8, CLEAR);
+	unpin_expect_page_then_none(_metadata, fd, self->pidfd, buf, 8, 3);
 	close(fd);
 }
 
 /* A pin taken before tracking started: the page is written through it. */
 TEST_F(ts, pinned_before_track_reported)
 {
-	struct ts_pin_longterm_test pin = { 0 };
-	struct pr got[MAX_PR];
 	char *buf;
-	int fd, i, n;
+	int fd;
 
 	fd = open(GUP_TEST_PATH, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
@@ -1885,12 +1913,7 @@ TEST_F(ts, pinned_before_track_reported)
 	buf = map_anon(8);
 	ASSERT_NE(NULL, buf);
 	memset(buf, 1, 8 * page_size);
-	pin.addr = (uintptr_t)PG(buf, 3);
-	pin.size = page_size;
-	pin.flags = TS_PIN_LONGTERM_FLAG_USE_WRITE;
-	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_START, &pin)) {
-		TH_LOG("PIN_LONGTERM_TEST_START: %s", strerror(errno));
-	}
+	pin_page(_metadata, fd, buf, 3);
 
 	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
 	EXPECT_PAGES(self->pidfd, buf, 8, PEEK, { 3, 4, TOUCHED });
@@ -1902,12 +1925,7 @@ TEST_F(ts, pinned_before_track_reported)
 	ASSERT_EQ(0, track(self->pidfd, buf, 8 * page_size));
 	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 3, 4, OVER });
 
-	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_STOP));
-	n = sweep_pages(_metadata, self->pidfd, buf, 8, CLEAR, got, MAX_PR);
-	for (i = 0; i < n; i++)
-		EXPECT_TRUE(got[i].first == 3 && got[i].last == 4 &&
-			    (got[i].flags & TOUCHED));
-	EXPECT_NONE(self->pidfd, buf, 8, CLEAR);
+	unpin_expect_page_then_none(_metadata, fd, self->pidfd, buf, 8, 3);
 	close(fd);
 }
 
@@ -1918,9 +1936,7 @@ TEST_F(ts, pinned_before_track_reported)
  */
 TEST_F(ts, pinned_shared_page_without_entry_reported)
 {
-	struct ts_pin_longterm_test pin = { 0 };
-	struct pr got[MAX_PR];
-	int fd, memfd, i, n;
+	int fd, memfd;
 	char *buf;
 
 	fd = open(GUP_TEST_PATH, O_RDWR | O_CLOEXEC);
@@ -1929,12 +1945,7 @@ TEST_F(ts, pinned_shared_page_without_entry_reported)
 	buf = map_memfd(8, &memfd);
 	ASSERT_NE(NULL, buf);
 	memset(buf, 1, 8 * page_size);
-	pin.addr = (uintptr_t)PG(buf, 2);
-	pin.size = page_size;
-	pin.flags = TS_PIN_LONGTERM_FLAG_USE_WRITE;
-	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_START, &pin)) {
-		TH_LOG("PIN_LONGTERM_TEST_START: %s", strerror(errno));
-	}
+	pin_page(_metadata, fd, buf, 2);
 
 	/* Pinned and unmapped before tracking starts. */
 	ASSERT_EQ(0, madvise(PG(buf, 2), page_size, MADV_DONTNEED));
@@ -1948,12 +1959,7 @@ TEST_F(ts, pinned_shared_page_without_entry_reported)
 	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 2, 3, OVER });
 	EXPECT_PAGES(self->pidfd, buf, 8, CLEAR, { 2, 3, OVER });
 
-	ASSERT_EQ(0, ioctl(fd, TS_PIN_LONGTERM_TEST_STOP));
-	n = sweep_pages(_metadata, self->pidfd, buf, 8, CLEAR, got, MAX_PR);
-	for (i = 0; i < n; i++)
-		EXPECT_TRUE(got[i].first == 2 && got[i].last == 3 &&
-			    (got[i].flags & TOUCHED));
-	EXPECT_NONE(self->pidfd, buf, 8, CLEAR);
+	unpin_expect_page_then_none(_metadata, fd, self->pidfd, buf, 8, 2);
 	close(memfd);
 	close(fd);
 }
