@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * CONFIG_DEBUG_TOUCHED_SWEEP: the page table update hooks of the check of
- * touched_sweep(2)'s invariant, see mm/touched_check.c.  Included where
+ * touched_sweep(2)'s invariant and its test delay point, see
+ * mm/touched_check.c.  Included where
  * entries are set, so it needs no more than the page table types.
  */
 #ifndef _LINUX_TOUCHED_CHECK_H
@@ -22,6 +23,7 @@ void __touched_check_pmd_set(struct mm_struct *mm, unsigned long addr,
 void touched_check_enable(void);
 void touched_check_mmap(struct vm_area_struct *vma);
 void touched_check_exit(struct mm_struct *mm);
+void touched_check_remote_write(struct mm_struct *mm);
 
 /* Entries set writable in a tracked VMA must have their pages marked. */
 static inline void touched_check_ptes_set(struct mm_struct *mm,
@@ -55,6 +57,7 @@ static inline void touched_check_pmd_set(struct mm_struct *mm,
 static inline void touched_check_enable(void) {}
 static inline void touched_check_mmap(struct vm_area_struct *vma) {}
 static inline void touched_check_exit(struct mm_struct *mm) {}
+static inline void touched_check_remote_write(struct mm_struct *mm) {}
 
 #endif /* CONFIG_DEBUG_TOUCHED_SWEEP */
 

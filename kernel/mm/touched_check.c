@@ -27,11 +27,17 @@
  * that mmap() creates from then on is tracked, so that any program
  * exercises the hooks and the checks.
  *
+ * Hold a remote write (touched_check.remote_write_delay_ms=N).  The next
+ * write through /proc/PID/mem or ptrace by a task to its own memory waits
+ * N milliseconds between taking the page and writing it, so that a test
+ * can run a clearing sweep in that window.
+ *
  * Reports go to the kernel log, "touched_sweep check:" and a stack trace,
  * rate limited; /sys/kernel/debug/touched_sweep/check_reports counts all.
  */
 
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/highmem.h>
 #include <linux/jump_label.h>
 #include <linux/mm.h>
@@ -70,6 +76,11 @@ static const struct kernel_param_ops track_all_ops = {
 static bool track_all;
 module_param_cb(track_all, &track_all_ops, &track_all, 0644);
 MODULE_PARM_DESC(track_all, "Track every eligible VMA mmap() creates");
+
+static unsigned int remote_write_delay_ms;
+module_param(remote_write_delay_ms, uint, 0644);
+MODULE_PARM_DESC(remote_write_delay_ms,
+		 "Milliseconds the next /proc/PID/mem or ptrace write of a task to itself waits");
 
 static atomic_t touched_check_reports;
 static DEFINE_RATELIMIT_STATE(touched_check_rs, 5 * HZ, 10);
@@ -408,6 +419,28 @@ void touched_check_exit(struct mm_struct *mm)
 	mmap_read_lock(mm);
 	touched_check_audit(mm);
 	mmap_read_unlock(mm);
+}
+
+/**
+ * touched_check_remote_write - __access_remote_vm() is about to write a page
+ * @mm: the mm it writes
+ *
+ * Sleeps touched_check.remote_write_delay_ms between taking the page and
+ * writing it, once, if the task writes its own memory: other tasks' writes
+ * are never held up.  The parameter returns to 0.  A signal ends the wait.
+ *
+ * Locking: mmap_lock held for reading; sleeps.
+ */
+void touched_check_remote_write(struct mm_struct *mm)
+{
+	unsigned int ms;
+
+	if (!READ_ONCE(remote_write_delay_ms) || mm != current->mm)
+		return;
+	/* One write only: a test that fails cannot leave others held up. */
+	ms = xchg(&remote_write_delay_ms, 0);
+	if (ms)
+		msleep_interruptible(ms);
 }
 
 static int __init touched_check_init(void)

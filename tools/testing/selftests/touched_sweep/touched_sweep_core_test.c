@@ -1964,6 +1964,72 @@ TEST_F(ts, pinned_shared_page_without_entry_reported)
 	close(fd);
 }
 
+#define REMOTE_WRITE_DELAY \
+	"/sys/module/touched_check/parameters/remote_write_delay_ms"
+
+struct mem_write_arg {
+	int fd;
+	char *addr;
+	ssize_t ret;
+};
+
+static void *mem_write_thread(void *p)
+{
+	struct mem_write_arg *a = p;
+
+	a->ret = pwrite(a->fd, "\2", 1, (off_t)(uintptr_t)a->addr);
+	return NULL;
+}
+
+/*
+ * /proc/PID/mem and ptrace take the page, then write it with mmap_lock
+ * held for reading, which a sweep takes too.  A clearing sweep in between
+ * must keep the mark (the writer pins the page): cleared, the page would
+ * be reported before the write lands, and never after.
+ */
+TEST_F(ts, proc_mem_write_held_across_a_sweep)
+{
+	struct mem_write_arg arg = { 0 };
+	struct pr got[MAX_PR];
+	int delay, i, n = 0;
+	pthread_t thread;
+	char *buf;
+
+	delay = open(REMOTE_WRITE_DELAY, O_WRONLY | O_CLOEXEC);
+	if (delay < 0)
+		SKIP(return, "no " REMOTE_WRITE_DELAY);
+	arg.fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, arg.fd);
+	buf = map_anon(4);
+	ASSERT_NE(NULL, buf);
+	memset(buf, 1, 4 * page_size);
+	ASSERT_EQ(0, track(self->pidfd, buf, 4 * page_size));
+	EXPECT_NONE(self->pidfd, buf, 4, PEEK);
+
+	/* Hold the next write of this task to itself through /proc/PID/mem. */
+	ASSERT_EQ(4, write(delay, "3000", 4));
+	arg.addr = PG(buf, 2) + 8;
+	ASSERT_EQ(0, pthread_create(&thread, NULL, mem_write_thread, &arg));
+	/* The writer faults the page in for writing, marking it, then waits. */
+	for (i = 0; i < 1000 && n == 0; i++) {
+		n = sweep_pages(_metadata, self->pidfd, buf, 4, PEEK, got, MAX_PR);
+		if (n == 0)
+			usleep(1000);
+	}
+	ASSERT_EQ(1, n);
+	EXPECT_PAGES(self->pidfd, buf, 4, CLEAR, { 2, 3, OVER });
+	/* The sweep did run in the window: the write has not landed yet. */
+	EXPECT_EQ(1, buf[2 * page_size + 8]);
+
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_EQ(1, arg.ret);
+	EXPECT_EQ(2, buf[2 * page_size + 8]);
+	EXPECT_PAGES(self->pidfd, buf, 4, CLEAR, { 2, 3, TOUCHED });
+	EXPECT_NONE(self->pidfd, buf, 4, CLEAR);
+	close(arg.fd);
+	close(delay);
+}
+
 struct pvw_arg {
 	pid_t pid;
 	void *local;
