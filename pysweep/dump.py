@@ -9,7 +9,10 @@ with SIGSTOP, runs the last round while it is stopped, and resumes it:
 the freeze lasts one sweep and one small copy.  On a backend whose
 clearing sweep is not atomic (``soft_dirty`` reads the marks and clears
 them in two steps), the process is also stopped across each earlier
-round's sweep, though not across its copy.
+round's sweep, though not across its copy.  On a backend whose marks live
+in the page table entries (``soft_dirty``, which does not report zaps),
+the last round copies shared mappings whole: reclaim drops the entries of
+shared memory, and with them the marks of pages written meanwhile.
 
 The image is a directory with one subdirectory per round, ``round-NNN``,
 each holding ``manifest.json`` and ``pages.bin`` (the copied ranges, one
@@ -60,6 +63,10 @@ class Mapping:
     @property
     def size(self) -> int:
         return self.end - self.start
+
+    @property
+    def shared(self) -> bool:
+        return self.perms[3:4] == "s"
 
 
 def read_maps(pid: int) -> list[Mapping]:
@@ -310,6 +317,12 @@ class Dumper:
                 del self.image[addr]
             for m in current:
                 if any(a not in self.image for a in range(m.start, m.end, PAGE_SIZE)):
+                    self._copy(m.start, m.end, copied)
+                elif m.shared and not self.tracker.guarantees.reports_zaps:
+                    # The backend's mark lives in the page table entry, and
+                    # reclaim drops the entries of shared memory (a page
+                    # written, reclaimed and read back shows clean): copy
+                    # shared mappings whole.
                     self._copy(m.start, m.end, copied)
         t2 = time.monotonic()
         stats = RoundStats(number, len(copied), len(copied) * PAGE_SIZE, t1 - t0, t2 - t1, frozen)

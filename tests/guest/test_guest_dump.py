@@ -22,7 +22,7 @@ from typing import ClassVar
 import pytest
 
 from pysweep import PAGE_SIZE
-from pysweep.dump import Dumper, RoundStats, _running_threads, load_image, verify
+from pysweep.dump import Dumper, RoundStats, _running_threads, load_image, read_maps, read_memory, verify
 from pysweep.soft_dirty import SoftDirtyBackend
 from pysweep.tracker import register_backend, unregister_backend
 
@@ -65,6 +65,28 @@ def writer() -> Iterator[subprocess.Popen[str]]:
     proc.wait()
 
 
+def explain(image_dir: Path, pid: int, bad: list[int]) -> str:
+    """Where each mismatching page lies, and which rounds copied it."""
+    merged = load_image(image_dir / "merged")
+    rounds = sorted(image_dir.glob("round-*"))
+    copied = {r.name: load_image(r) for r in rounds}
+    maps = read_maps(pid)
+    lines = []
+    for addr in bad[:16]:
+        m = next((m for m in maps if m.start <= addr < m.end), None)
+        where = f"{m.start:#x}-{m.end:#x} {m.perms} {m.path or '(anonymous)'}" if m else "not mapped"
+        try:
+            now: bytes | None = read_memory(pid, addr, PAGE_SIZE)
+        except OSError:
+            now = None
+        img = merged.get(addr)
+        diff = ("image lacks it" if img is None else "unreadable now" if now is None else
+                f"{sum(a != b for a, b in zip(img, now, strict=True))} bytes differ")
+        by = [name for name, pages in copied.items() if addr in pages]
+        lines.append(f"{addr:#x} in {where}: {diff}; copied by {', '.join(by) or 'no round'}")
+    return "\n".join(lines)
+
+
 @pytest.mark.parametrize("backend", ["touched_sweep", "soft_dirty"])
 def test_dump_of_a_writing_process_is_exact(writer: subprocess.Popen[str], tmp_path: Path, backend: str) -> None:
     seen: list[RoundStats] = []
@@ -82,7 +104,8 @@ def test_dump_of_a_writing_process_is_exact(writer: subprocess.Popen[str], tmp_p
     # The target kept writing between rounds: later rounds copied something.
     assert sum(r.pages for r in rounds[1:]) > 0
 
-    assert verify(tmp_path, writer.pid) == []
+    bad = verify(tmp_path, writer.pid)
+    assert bad == [], explain(tmp_path, writer.pid, bad)
     # verify() leaves a stopped process stopped: still exact.
     assert verify(tmp_path, writer.pid) == []
 

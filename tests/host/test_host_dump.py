@@ -67,14 +67,14 @@ def test_own_maps_and_memory() -> None:
 
 
 THREADED_TARGET = """
-import mmap, sys, threading
-buf = mmap.mmap(-1, 4 * mmap.PAGESIZE)
+import ctypes, mmap, sys, threading
+buf = mmap.mmap(-1, 4 * mmap.PAGESIZE)  # MAP_SHARED
 def spin():
     while True:
         buf[0] = (buf[0] + 1) & 0xff
 for _ in range(3):
     threading.Thread(target=spin, daemon=True).start()
-print("ready", flush=True)
+print(hex(ctypes.addressof(ctypes.c_char.from_buffer(buf))), flush=True)
 spin()
 """
 
@@ -100,27 +100,28 @@ class _StateRecordingBackend(Backend):
 
 class _AtomicStateRecordingBackend(_StateRecordingBackend):
     name = "atomic-state-recording"
-    guarantees = attrs.evolve(_StateRecordingBackend.guarantees, atomic=True)
+    guarantees = attrs.evolve(_StateRecordingBackend.guarantees, atomic=True, reports_zaps=True)
 
 
 @pytest.fixture
-def threaded_target() -> Iterator[subprocess.Popen[str]]:
+def threaded_target() -> Iterator[tuple[subprocess.Popen[str], int]]:
     proc = subprocess.Popen([sys.executable, "-c", THREADED_TARGET], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    yield proc
+    assert proc.stdout is not None
+    yield proc, int(proc.stdout.readline(), 16)
     proc.kill()
     proc.wait()
 
 
 @pytest.mark.parametrize("backend", [_StateRecordingBackend, _AtomicStateRecordingBackend])
 def test_non_atomic_sweeps_run_with_every_thread_stopped(
-    backend: type[_StateRecordingBackend], threaded_target: subprocess.Popen[str], tmp_path: Path
+    backend: type[_StateRecordingBackend], threaded_target: tuple[subprocess.Popen[str], int], tmp_path: Path
 ) -> None:
     """A backend that reads and clears in two steps loses the writes in between unless the target is stopped."""
+    proc, shared = threaded_target
     register_backend(backend.name, backend)
     backend.running_at_sweep = []
     try:
-        rounds = Dumper(threaded_target.pid, tmp_path, backend=backend.name, max_rounds=3, converge_bytes=0).run()
+        rounds = Dumper(proc.pid, tmp_path, backend=backend.name, max_rounds=3, converge_bytes=0).run()
     finally:
         unregister_backend(backend.name)
     assert len(rounds) == 4 and len(backend.running_at_sweep) == 3
@@ -131,8 +132,13 @@ def test_non_atomic_sweeps_run_with_every_thread_stopped(
         assert all(len(running) == 4 for running in earlier)
     else:
         assert earlier == [[], []]
+    # A backend whose marks die with dropped entries gets shared mappings
+    # copied whole in the last round; one that reports zaps does not.
+    last = load_image(tmp_path / "round-003")
+    shared_pages = {shared + i * PAGE_SIZE for i in range(4)}
+    assert (shared_pages <= set(last)) == (not backend.guarantees.reports_zaps)
     # Resumed after each stop: all four threads run again.
     deadline = time.monotonic() + 10
-    while len(dump._running_threads(threaded_target.pid)) < 4:
+    while len(dump._running_threads(proc.pid)) < 4:
         assert time.monotonic() < deadline, "the target was left stopped"
         time.sleep(0.01)
