@@ -30,10 +30,18 @@ META: dict[str, Any] = {"type": "meta", "kernel": "6.12.117-ts", "clocksource": 
 
 def measurement(scenario: str, mechanism: str, sweep_us: list[float], *, tracked_mib: float = 1024,
                 touched_pages: int = 256, vmas: int = 1, thp: bool = False,
-                first_write_ns: list[float] | None = None) -> dict[str, Any]:
-    return {"type": "measurement", "scenario": scenario, "mechanism": mechanism,
-            "tracked_mib": tracked_mib, "touched_pages": touched_pages, "vmas": vmas, "thp": thp,
-            "sweep_us": sweep_us, "first_write_ns": first_write_ns or []}
+                first_write_ns: list[float] | None = None, writes: int | None = None) -> dict[str, Any]:
+    record = {"type": "measurement", "scenario": scenario, "mechanism": mechanism,
+              "tracked_mib": tracked_mib, "touched_pages": touched_pages, "vmas": vmas, "thp": thp,
+              "sweep_us": sweep_us, "first_write_ns": first_write_ns or []}
+    if writes is not None:
+        record["writes"] = writes
+    return record
+
+
+# The touched scenario's points: (distinct pages written, random writes).
+DENSITY_POINTS = [(16, 16), (256, 256), (4096, 4096), (16384, 16384), (65536, 65536),
+                  (165_723, 262144), (262144, 262144)]
 
 
 def memory(what: str, bytes_: list[int], budget: int, *, tracked_mib: float, vmas: int) -> dict[str, Any]:
@@ -49,12 +57,17 @@ def full_run() -> list[dict[str, Any]]:
         records.append(measurement("size", "pagemap_scan", [6 * mib, 6.5 * mib, 7 * mib], tracked_mib=mib))
         records.append(measurement("size", "soft_dirty", [33 * mib, 34 * mib, 35 * mib], tracked_mib=mib))
         records.append(measurement("thp", "touched_sweep", [25, 26, 27], tracked_mib=mib, thp=True))
-    for touched in (16, 256, 4096):
-        records.append(measurement("touched", "touched_sweep", [20 + touched / 100] * 3, touched_pages=touched))
+    for touched, writes in DENSITY_POINTS:
+        records.append(measurement("touched", "touched_sweep", [20 + touched / 100] * 3, touched_pages=touched,
+                                   writes=writes))
+        records.append(measurement("touched", "pagemap_scan", [30 + touched / 50] * 3, touched_pages=touched,
+                                   writes=writes))
     for vmas in (10, 100, 1000, 10000):
         records.append(measurement("vmas", "touched_sweep", [20, 21 + vmas / 1000, 22], vmas=vmas,
                                    tracked_mib=vmas * 4 * 4096 / 2**20, touched_pages=10))
-    for mech, ns in (("touched_sweep", 3100), ("soft_dirty", 3000), ("untracked", 900)):
+    records.append(measurement("vmas", "pagemap_scan", [15, 16, 17], vmas=10, tracked_mib=10 * 4 * 4096 / 2**20,
+                               touched_pages=10))
+    for mech, ns in (("touched_sweep", 3100), ("soft_dirty", 3000), ("untracked", 900)):  # 1.033 <= 1.1
         records.append(measurement("first_write", mech, [] if mech == "untracked" else [5, 6, 7],
                                    tracked_mib=256, touched_pages=4096, first_write_ns=[ns, ns + 100, ns - 50]))
     records.append(memory("per_gib", [1_048_700, 1_048_600, 1_048_800], 1_048_576 + 128,
@@ -202,7 +215,7 @@ def test_results_json_fields() -> None:
     measurements = res["measurements"]
     assert isinstance(measurements, list) and len(measurements) == len(data.measurements)
     for m in measurements:
-        assert set(m) == {"scenario", "mechanism", "tracked_mib", "touched_pages", "vmas", "thp",
+        assert set(m) == {"scenario", "mechanism", "tracked_mib", "touched_pages", "writes", "vmas", "thp",
                           "sweep_us_median", "sweep_us_min", "sweep_us_max", "first_write_ns_median", "runs"}
     targets = res["targets"]
     assert isinstance(targets, list)
@@ -226,7 +239,7 @@ def test_measurements_are_grouped_by_scenario_and_configuration() -> None:
 
 def test_every_target_met_on_a_good_run() -> None:
     targets = bench.evaluate_targets(parse(full_run()))
-    assert len(targets) == 7  # five ratios and two memory records
+    assert len(targets) == 15  # thirteen ratios (seven of them densities) and two memory records
     assert all(t.met is True for t in targets), [(t.name, t.value, t.detail) for t in targets]
     size = target(parse(full_run()), "flat in tracked size")
     assert size.value == pytest.approx(31 / 30) and (size.comparison, size.limit) == ("<=", 1.25)
@@ -238,6 +251,35 @@ def test_ratio_values() -> None:
     assert target(data, "faster than soft-dirty").value == pytest.approx(34 * 2048 / 31)
     assert target(data, "flat in VMA count").value == pytest.approx(22 / 21.01)
     assert target(data, "first write").value == pytest.approx(3100 / 3000)
+
+
+def test_density_targets_pick_the_right_point() -> None:
+    data = parse(full_run())
+    prefix = "no slower than PAGEMAP_SCAN, "
+    assert target(data, prefix + "16,384 pages written").value == pytest.approx((30 + 16384 / 50) / (20 + 16384 / 100))
+    # 262,144 random writes wrote fewer pages: it is not the every-page point.
+    rand = target(data, prefix + "262,144 random writes")
+    assert rand.value == pytest.approx((30 + 165_723 / 50) / (20 + 165_723 / 100))
+    assert "262144 random writes" in rand.detail
+    assert target(data, prefix + "every page written").value == pytest.approx((30 + 262144 / 50) / (20 + 262144 / 100))
+    ten = target(data, "10 VMAs: touched_sweep / pagemap_scan")
+    assert ten.value == pytest.approx(21.01 / 16) and (ten.comparison, ten.limit) == ("<=", 2)
+
+
+def test_slower_than_pagemap_scan_at_a_density_is_missed() -> None:
+    records = full_run()
+    for r in records:
+        if r.get("scenario") == "touched" and r["mechanism"] == "touched_sweep" and r["touched_pages"] == 65536:
+            r["sweep_us"] = [5000] * 3
+    t = target(parse(records), "no slower than PAGEMAP_SCAN, 65,536 pages written")
+    assert t.met is False and t.value == pytest.approx((30 + 65536 / 50) / 5000)
+
+
+def test_old_results_without_writes_read_as_distinct_pages() -> None:
+    record = measurement("touched", "touched_sweep", [1], touched_pages=4096)
+    assert "writes" not in record
+    m = parse([META, record]).measurements[0]
+    assert m.writes == 4096 and not m.repeats
 
 
 def test_missed_targets_are_reported_not_raised() -> None:
@@ -311,7 +353,7 @@ def test_write_report(tmp_path: Path, no_matplotlib: None, capsys: pytest.Captur
     status = bench.write_report(parse(records), INFO, tmp_path)
     assert status == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    assert res["accelerator"] == "tcg" and len(res["targets"]) == 7
+    assert res["accelerator"] == "tcg" and len(res["targets"]) == 15
     out = capsys.readouterr().out
     assert "results: " in out and "results.json" in out
     assert "matplotlib is not installed" in out

@@ -60,6 +60,8 @@
 static int out_fd = STDOUT_FILENO;
 static int runs = 11;
 static bool quick;
+/* -m: measure only this mechanism (NULL: all), for profiles of one. */
+static const char *only_mechanism;
 /* Off while warming up: measure, but neither report nor print. */
 static bool reporting = true;
 
@@ -474,13 +476,14 @@ static const struct mechanism untracked = {
 /*
  * Which pages to write: @touched distinct pages, each in a different VMA
  * when there are at least as many VMAs as pages, and all among the first
- * @within pages (or VMAs) if @within is not zero.
+ * @within pages (or VMAs) if @within is not zero.  With @repeat, @touched
+ * random pages that may repeat.  Returns how many distinct pages.
  */
-static void pick_pages(const struct layout *lo, unsigned long touched,
-		       unsigned long within, char **out)
+static unsigned long pick_pages(const struct layout *lo, unsigned long touched,
+				unsigned long within, bool repeat, char **out)
 {
-	unsigned long total = lo->nr * lo->pages, i, j, idx;
-	bool by_vma = lo->nr >= touched && lo->nr > 1;
+	unsigned long total = lo->nr * lo->pages, i, j, idx, distinct = 0;
+	bool by_vma = lo->nr >= touched && lo->nr > 1 && !repeat;
 	unsigned long space = by_vma ? lo->nr : total;
 
 	if (within && within < space)
@@ -492,7 +495,9 @@ static void pick_pages(const struct layout *lo, unsigned long touched,
 	for (i = 0; i < touched; i++) {
 		do {
 			idx = rng() % space;
-		} while (used[idx / 8] & (1 << (idx % 8)));
+		} while (!repeat && (used[idx / 8] & (1 << (idx % 8))));
+		if (!(used[idx / 8] & (1 << (idx % 8))))
+			distinct++;
 		used[idx / 8] |= 1 << (idx % 8);
 		if (by_vma) {
 			j = rng() % lo->pages;
@@ -503,6 +508,7 @@ static void pick_pages(const struct layout *lo, unsigned long touched,
 		}
 	}
 	free(used);
+	return distinct;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -527,6 +533,7 @@ struct sweep_case {
 	unsigned long pages;	/* per VMA */
 	unsigned long touched;
 	unsigned long within;	/* write only among the first pages */
+	bool repeat;		/* @touched random writes, pages may repeat */
 	bool thp;
 };
 
@@ -540,10 +547,12 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 	char why[256], msg[320];
 	struct line l = { .len = 0 };
 	char *end, **pages;
-	unsigned long i;
+	unsigned long i, distinct = 0;
 	long found, huge_kib = -1;
 	int r;
 
+	if (only_mechanism && strcmp(only_mechanism, m->name))
+		return 0;
 	if (m->open(why, sizeof(why))) {
 		emit_skip(c->scenario, m->name, why);
 		return 0;
@@ -575,7 +584,8 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		double write_one, sweep_one;
 		uint64_t t0, t1;
 
-		pick_pages(&lo, c->touched, c->within, pages);
+		distinct = pick_pages(&lo, c->touched, c->within, c->repeat,
+				      pages);
 		t0 = now_ns();
 		for (i = 0; i < c->touched; i++)
 			*(volatile uint64_t *)(pages[i] + 64) = r + 1;
@@ -592,10 +602,10 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 			emit_error(c->scenario, m->name, msg);
 			return 1;
 		}
-		if (m != &untracked && (unsigned long)found < c->touched) {
+		if (m != &untracked && (unsigned long)found < distinct) {
 			snprintf(msg, sizeof(msg),
 				 "sweep reported %ld pages, %lu were written",
-				 found, c->touched);
+				 found, distinct);
 			emit_error(c->scenario, m->name, msg);
 			return 1;
 		}
@@ -608,10 +618,11 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		return 0;
 	line_add(&l, "{\"type\": \"measurement\", \"scenario\": \"%s\", "
 		 "\"mechanism\": \"%s\", \"tracked_mib\": %.3f, "
-		 "\"touched_pages\": %lu, \"vmas\": %lu, \"thp\": %s",
+		 "\"touched_pages\": %lu, \"writes\": %lu, \"vmas\": %lu, "
+		 "\"thp\": %s",
 		 c->scenario, m->name,
-		 (double)c->vmas * c->pages * PAGE / MIB, c->touched, c->vmas,
-		 c->thp ? "true" : "false");
+		 (double)c->vmas * c->pages * PAGE / MIB, distinct, c->touched,
+		 c->vmas, c->thp ? "true" : "false");
 	if (c->thp)
 		line_add(&l, ", \"anon_huge_kib\": %ld", huge_kib);
 	line_samples(&l, "sweep_us", sweep_us, m == &untracked ? 0 : runs);
@@ -620,7 +631,7 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 	fprintf(stderr, "  %-13s %-12s %9.1f MiB %6lu VMAs %6lu pages: "
 		"sweep %10.1f us, first write %8.0f ns/page\n", c->scenario,
 		m->name, (double)c->vmas * c->pages * PAGE / MIB, c->vmas,
-		c->touched, m == &untracked ? 0.0 : median(sweep_us, runs),
+		distinct, m == &untracked ? 0.0 : median(sweep_us, runs),
 		median(write_ns, runs));
 	return 0;
 }
@@ -688,16 +699,28 @@ static int scenario_size(bool thp, bool clustered)
 	return failed;
 }
 
+/*
+ * 16 to 65536 distinct pages written in 1 GiB; then as many random writes
+ * as it has pages (about 63 % of them written), and every page.
+ */
 static int scenario_touched(void)
 {
+	unsigned long pages = (quick ? 256 : 1024) * MIB / PAGE;
 	unsigned long touched, max = quick ? 4096 : 65536;
 	int failed = 0;
 
 	for (touched = 16; touched <= max; touched *= 4) {
 		struct sweep_case c = {
-			.scenario = "touched", .vmas = 1,
-			.pages = (quick ? 256 : 1024) * MIB / PAGE,
+			.scenario = "touched", .vmas = 1, .pages = pages,
 			.touched = touched,
+		};
+
+		failed |= run_all_mechanisms(&c);
+	}
+	for (int repeat = 1; repeat >= 0; repeat--) {
+		struct sweep_case c = {
+			.scenario = "touched", .vmas = 1, .pages = pages,
+			.touched = pages, .repeat = repeat,
 		};
 
 		failed |= run_all_mechanisms(&c);
@@ -937,7 +960,7 @@ static const char *const scenario_names[] = {
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: touched_sweep_bench [-o FILE] [-r RUNS] [-q] [SCENARIO...]\n"
+"usage: touched_sweep_bench [-o FILE] [-r RUNS] [-m MECHANISM] [-q] [SCENARIO...]\n"
 "\n"
 "Time a sweep (report and re-arm) of touched_sweep(2), PAGEMAP_SCAN with\n"
 "userfaultfd async write-protect, and soft-dirty, and the first write\n"
@@ -947,7 +970,8 @@ static void usage(FILE *f)
 "Scenarios (default: all):\n"
 "  size         64 MiB to 2 GiB tracked, 256 random pages written\n"
 "  clustered    the same, writing only within the first 64 MiB\n"
-"  touched      1 GiB tracked, 16 to 65536 pages written\n"
+"  touched      1 GiB tracked, 16 to 65536 pages written, then as many\n"
+"               random writes as pages, then every page\n"
 "  vmas         10 to 10000 tracked VMAs of 4 pages, 10 written\n"
 "  first_write  per-page cost of the first write after a sweep\n"
 "  memory       kernel memory per tracked GiB and per tracked VMA\n"
@@ -955,6 +979,8 @@ static void usage(FILE *f)
 "\n"
 "  -o FILE   write the results to FILE\n"
 "  -r RUNS   repetitions per measurement (default 11, at most %d)\n"
+"  -m NAME   measure only touched_sweep, pagemap_scan or soft_dirty\n"
+"            (for profiling one; the targets need all three)\n"
 "  -q        quick: fewer and smaller steps, to check the benchmark\n",
 		MAX_SAMPLES);
 }
@@ -967,8 +993,11 @@ int main(int argc, char **argv)
 	int opt, failed = 0;
 	unsigned int i;
 
-	while ((opt = getopt(argc, argv, "o:r:qh")) != -1) {
+	while ((opt = getopt(argc, argv, "o:r:m:qh")) != -1) {
 		switch (opt) {
+		case 'm':
+			only_mechanism = optarg;
+			break;
 		case 'o':
 			out_fd = open(optarg, O_WRONLY | O_CREAT | O_TRUNC |
 				      O_APPEND, 0644);
@@ -1006,6 +1035,15 @@ int main(int argc, char **argv)
 	}
 	if (!any)
 		memset(want, true, sizeof(want));
+	for (i = 0; only_mechanism && i < ARRAY_SIZE(mechanisms); i++)
+		if (!strcmp(only_mechanism, mechanisms[i].name))
+			break;
+	if (i == ARRAY_SIZE(mechanisms)) {
+		fprintf(stderr, "touched_sweep_bench: no mechanism '%s'\n",
+			only_mechanism);
+		usage(stderr);
+		return 2;
+	}
 
 	wait_for_tsc(&clocksource);
 	/* THP only where a scenario asks for it with MADV_HUGEPAGE. */
