@@ -254,24 +254,31 @@ static bool vma_shared_file(struct vm_area_struct *vma)
  * this sweep: test what MADV_FREE leaves behind instead.  Every write
  * fault dirties the entry, so this holds until the page is written again,
  * and reclaim never drops a folio mapped by a dirty entry.
+ *
+ * Only pins taken through this mm's page tables count, as only writes
+ * through them are tracked: @pinned_mm says whether it ever took one
+ * (MMF_HAS_PINNED, read after the entry was cleared).  A dirty entry of
+ * an mm that never pinned needs no look at its folio.
  */
 static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
-			    pte_t pte)
+			    pte_t pte, bool pinned_mm)
 {
 	struct folio *folio;
 	swp_entry_t entry;
 
 	if (pte_present(pte)) {
+		if (pte_dirty(pte) && !pinned_mm)
+			return false;
 		folio = vm_normal_folio(vma, addr, pte);
 		if (!folio)
 			return false;
-		return folio_maybe_dma_pinned(folio) ||
+		return (pinned_mm && folio_maybe_dma_pinned(folio)) ||
 		       (!pte_dirty(pte) && folio_test_anon(folio) &&
 			!folio_test_dirty(folio) &&
 			!folio_test_swapcache(folio));
 	}
 	if (pte_none(pte))
-		return vma_shared_file(vma) &&
+		return pinned_mm && vma_shared_file(vma) &&
 		       sweep_file_pinned(vma, linear_page_index(vma, addr),
 					 linear_page_index(vma, addr));
 	if (!is_swap_pte(pte))
@@ -281,7 +288,7 @@ static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
 	    is_writable_device_private_entry(entry) ||
 	    is_writable_device_exclusive_entry(entry))
 		return true;
-	return is_migration_entry(entry) &&
+	return pinned_mm && is_migration_entry(entry) &&
 	       folio_maybe_dma_pinned(pfn_swap_entry_folio(entry));
 }
 
@@ -432,11 +439,20 @@ static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
 	return stop;
 }
 
+/* Entries cleared before one barrier; their old values live on the stack. */
+#define SWEEP_PTE_BATCH	64
+
 /*
  * Test and clear the marks of [@addr, @end), which lie in one page table of
  * one VMA.  Under the page table lock, each marked page is write-protected
  * and its mark cleared, so a concurrent write either happened before (and is
  * reported now) or faults afterwards (and marks the page again).
+ *
+ * The entries of up to SWEEP_PTE_BATCH marked pages are taken out of the
+ * page table at a time, then one barrier makes the pins taken before
+ * visible (GUP-fast either sees a cleared entry or its pin, and the mm's
+ * MMF_HAS_PINNED, show here), then each entry is put back write-protected,
+ * or as it was if its page must keep its mark.
  *
  * TLB flushes are gathered in @s->tlb, as mprotect() does, rather than
  * issued per page table: a write through a stale writable TLB entry in
@@ -454,7 +470,9 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 	DECLARE_BITMAP(marked, PTRS_PER_PTE);
 	DECLARE_BITMAP(cleared, PTRS_PER_PTE);
 	unsigned long first = tv_index(tv, addr), nr = (end - addr) >> PAGE_SHIFT;
-	unsigned long stop = end, i;
+	unsigned long stop = end, i, j, n;
+	unsigned short idx[SWEEP_PTE_BATCH];
+	pte_t old[SWEEP_PTE_BATCH];
 
 	bitmap_zero(marked, PTRS_PER_PTE);
 	bitmap_zero(cleared, PTRS_PER_PTE);
@@ -470,52 +488,63 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 	     i = find_next_bit(tv->marks, first + nr, i + 1))
 		__set_bit(i - first, marked);
 
-	for_each_set_bit(i, marked, nr) {
-		unsigned long page = addr + i * PAGE_SIZE;
-		u64 flags = TOUCHED_RANGE_TOUCHED;
-		pte_t *ptep = start_pte + i;
-		pte_t old = ptep_get(ptep);
-		bool keep = sweep_must_keep(vma, page, old);
+	arch_enter_lazy_mmu_mode();
+	i = find_first_bit(marked, nr);
+	while (i < nr && stop == end) {
+		bool pinned_mm;
 
-		if (keep)
-			flags |= TOUCHED_RANGE_OVERREPORTED;
-		if (report && !sweep_fits(s, page, flags)) {
-			stop = page;
-			break;
+		for (n = 0; i < nr && n < SWEEP_PTE_BATCH;
+		     i = find_next_bit(marked, nr, i + 1), n++) {
+			pte_t *ptep = start_pte + i;
+
+			idx[n] = i;
+			old[n] = ptep_get(ptep);
+			if (pte_present(old[n]))
+				old[n] = ptep_modify_prot_start(vma, addr + i * PAGE_SIZE, ptep);
 		}
-		if (!keep && pte_present(old)) {
-			old = ptep_modify_prot_start(vma, page, ptep);
-			/*
-			 * A pin taken before the entry was cleared shows now;
-			 * GUP-fast either sees the cleared entry or its pin is
-			 * seen here.
-			 */
-			if (IS_ENABLED(CONFIG_HAVE_GUP_FAST))
-				/* Pairs with try_grab_folio_fast()'s barrier. */
-				smp_mb();
-			if (sweep_must_keep(vma, page, old)) {
-				ptep_modify_prot_commit(vma, page, ptep, old, old);
-				keep = true;
+		if (IS_ENABLED(CONFIG_HAVE_GUP_FAST))
+			/* Pairs with try_grab_folio_fast()'s barrier. */
+			smp_mb();
+		pinned_mm = test_bit(MMF_HAS_PINNED, &s->mm->flags);
+
+		for (j = 0; j < n; j++) {
+			unsigned long page = addr + idx[j] * PAGE_SIZE;
+			u64 flags = TOUCHED_RANGE_TOUCHED;
+			pte_t *ptep = start_pte + idx[j];
+			bool present = pte_present(old[j]);
+			bool keep;
+
+			keep = sweep_must_keep(vma, page, old[j], pinned_mm);
+			if (keep)
 				flags |= TOUCHED_RANGE_OVERREPORTED;
-				if (report && !sweep_fits(s, page, flags)) {
-					stop = page;
-					break;
-				}
-			} else {
-				if (pte_write(old))
+			if (stop == end && report && !sweep_fits(s, page, flags))
+				stop = page;
+			if (stop < end) {
+				/* Not reported: back as it was, marked. */
+				if (present)
+					ptep_modify_prot_commit(vma, page, ptep,
+								old[j], old[j]);
+				continue;
+			}
+			if (present && keep) {
+				ptep_modify_prot_commit(vma, page, ptep, old[j],
+							old[j]);
+			} else if (present) {
+				if (pte_write(old[j]))
 					tlb_flush_pte_range(&s->tlb, page,
 							    PAGE_SIZE);
-				ptep_modify_prot_commit(vma, page, ptep, old,
-							pte_wrprotect(old));
+				ptep_modify_prot_commit(vma, page, ptep, old[j],
+							pte_wrprotect(old[j]));
+			}
+			if (report)
+				sweep_emit(s, page, page + PAGE_SIZE, flags);
+			if (!keep) {
+				__set_bit(idx[j], cleared);
+				touched_check_cleared(tv, first + idx[j], present);
 			}
 		}
-		if (report)
-			sweep_emit(s, page, page + PAGE_SIZE, flags);
-		if (!keep) {
-			__set_bit(i, cleared);
-			touched_check_cleared(tv, first + i, pte_present(old));
-		}
 	}
+	arch_leave_lazy_mmu_mode();
 
 	spin_lock(&s->tm->lock);
 	for_each_set_bit(i, cleared, nr)
