@@ -519,14 +519,8 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 				flags |= TOUCHED_RANGE_OVERREPORTED;
 			if (stop == end && report && !sweep_fits(s, page, flags))
 				stop = page;
-			if (stop < end) {
-				/* Not reported: back as it was, marked. */
-				if (present)
-					ptep_modify_prot_commit(vma, page, ptep,
-								old[j], old[j]);
-				continue;
-			}
-			if (present && keep) {
+			/* Kept, or not reported: back as it was, marked. */
+			if (present && (keep || stop < end)) {
 				ptep_modify_prot_commit(vma, page, ptep, old[j],
 							old[j]);
 			} else if (present) {
@@ -536,6 +530,8 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 				ptep_modify_prot_commit(vma, page, ptep, old[j],
 							pte_wrprotect(old[j]));
 			}
+			if (stop < end)
+				continue;
 			if (report)
 				sweep_emit(s, page, page + PAGE_SIZE, flags);
 			if (!keep) {
