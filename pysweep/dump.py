@@ -26,6 +26,7 @@ permission as ptrace-attaching to the process.
 
 from __future__ import annotations
 
+import contextlib
 import errno as errno_codes
 import json
 import os
@@ -204,9 +205,26 @@ def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
         time.sleep(0.001)
 
 
-def _stop(pid: int) -> None:
-    os.kill(pid, signal.SIGSTOP)
-    _wait_stopped(pid)
+@attrs.define
+class _Freeze:
+    """How long a process was stopped, from SIGSTOP to SIGCONT."""
+
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def _stopped(pid: int, *, resume: bool = True) -> Iterator[_Freeze]:
+    """Stop every thread of ``pid`` for the block, then resume it unless ``resume`` is false."""
+    freeze = _Freeze()
+    start = time.monotonic()
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        _wait_stopped(pid)
+        yield freeze
+    finally:
+        if resume:
+            os.kill(pid, signal.SIGCONT)
+        freeze.seconds = time.monotonic() - start
 
 
 class Dumper:
@@ -289,13 +307,9 @@ class Dumper:
                 # process across the sweep, as CRIU does for soft-dirty; the
                 # copy runs with the process running again, and the next
                 # round sees whatever it writes meanwhile.
-                stopped = time.monotonic()
-                _stop(self.pid)
-                try:
+                with _stopped(self.pid) as freeze:
                     result = self.tracker.sweep(lo, hi, clear=True)
-                finally:
-                    os.kill(self.pid, signal.SIGCONT)
-                    self.sweep_stops_s += time.monotonic() - stopped
+                self.sweep_stops_s += freeze.seconds
             todo = []
             for r in result.ranges:
                 if r.gone:
@@ -361,14 +375,9 @@ class Dumper:
         while number < self.max_rounds and stats.bytes >= self.converge_bytes:
             stats = self._round(number, False)
             number += 1
-        stopped = time.monotonic()
-        try:
-            _stop(self.pid)
+        with _stopped(self.pid, resume=resume) as freeze:
             self._round(number, True)
-        finally:
-            if resume:
-                os.kill(self.pid, signal.SIGCONT)
-            self.freeze_s = time.monotonic() - stopped
+        self.freeze_s = freeze.seconds
         self._flush()
         _write_round(self.out / "merged", {"pid": self.pid, "backend": self.tracker.name,
                                            "skipped": self.skipped}, _runs(self.image))
@@ -385,9 +394,7 @@ def full_stop_dump(pid: int, out: Path) -> tuple[float, int]:
     """
     image: dict[int, bytes] = {}
     skipped = []
-    stopped = time.monotonic()
-    try:
-        _stop(pid)
+    with _stopped(pid) as freeze:
         for m in read_maps(pid):
             reason = dumpable_reason(m)
             if reason is not None:
@@ -397,11 +404,8 @@ def full_stop_dump(pid: int, out: Path) -> tuple[float, int]:
                 data = read_memory(pid, lo, min(m.end, lo + CHUNK) - lo)
                 for off in range(0, len(data), PAGE_SIZE):
                     image[lo + off] = data[off : off + PAGE_SIZE]
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        frozen = time.monotonic() - stopped
     _write_round(Path(out) / "merged", {"pid": pid, "backend": "none (full stop)", "skipped": skipped}, _runs(image))
-    return frozen, len(image) * PAGE_SIZE
+    return freeze.seconds, len(image) * PAGE_SIZE
 
 
 def verify(image_dir: Path, pid: int) -> list[int]:
@@ -415,10 +419,8 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     it), in which case it stays stopped.
     """
     pages = load_image(Path(image_dir) / "merged")
-    was_stopped = not _running_threads(pid)
-    if not was_stopped:
-        _stop(pid)
-    try:
+    # SIGSTOP to a stopped process changes nothing; leave it stopped.
+    with _stopped(pid, resume=bool(_running_threads(pid))):
         # Dumpable memory the image lacks counts as mismatching too.
         bad = [a for m in read_maps(pid) if dumpable_reason(m) is None
                for a in range(m.start, m.end, PAGE_SIZE) if a not in pages]
@@ -432,6 +434,3 @@ def verify(image_dir: Path, pid: int) -> list[int]:
                 if now[off : off + PAGE_SIZE] != data[off : off + PAGE_SIZE]:
                     bad.append(start + off)
         return bad
-    finally:
-        if not was_stopped:
-            os.kill(pid, signal.SIGCONT)
