@@ -172,7 +172,7 @@ static void touched_tag(struct touched_mm *tm, struct touched_vma *tv)
 	lockdep_assert_held(&tm->lock);
 	if (tv->tagged)
 		return;
-	tv->tagged = 1;
+	WRITE_ONCE(tv->tagged, 1);
 	if (!tv->linked)
 		return;
 	for (rb = &tv->rb; rb; rb = rb_parent(rb)) {
@@ -184,13 +184,33 @@ static void touched_tag(struct touched_mm *tm, struct touched_vma *tv)
 	}
 }
 
-/* Clear the tag and recompute the ancestors until one does not change. */
-void touched_untag(struct touched_mm *tm, struct touched_vma *tv)
+/**
+ * touched_untag_if_empty - clear the tag of a VMA whose marks are all clear
+ * @tm: the tracking state of the VMA's mm
+ * @tv: the VMA's tracking state, after tb_summarize()
+ *
+ * __touched_mark() sets marks without @tm->lock and takes it to tag only a
+ * VMA it sees untagged.  The tag is cleared before the summary is looked
+ * at again, with a full barrier between that pairs with the one
+ * tb_set_range() puts between the marker's stores and its load of the tag:
+ * either the summary shows its mark here and the tag stays, or it sees the
+ * tag clear and tags the VMA again under the lock.  Then the ancestors are
+ * recomputed until one does not change.
+ *
+ * Locking: @tm->lock held.
+ */
+void touched_untag_if_empty(struct touched_mm *tm, struct touched_vma *tv)
 {
 	lockdep_assert_held(&tm->lock);
-	if (!tv->tagged)
+	if (!tv->tagged || !tb_empty(tv))
 		return;
-	tv->tagged = 0;
+	WRITE_ONCE(tv->tagged, 0);
+	/* Pairs with tb_set_range()'s barriers. */
+	smp_mb();
+	if (!tb_empty(tv)) {
+		WRITE_ONCE(tv->tagged, 1);
+		return;
+	}
 	if (tv->linked)
 		touched_rb_cb_propagate(&tv->rb, NULL);
 }
@@ -251,28 +271,37 @@ climb:
  * that install a writable entry or change a page's contents without a
  * write fault (see touched_mark()).
  *
+ * The marks are set with atomic bitops and no lock, so the first writes of
+ * threads to different pages do not serialise on a lock of the mm; the
+ * per-mm lock is taken only to tag a VMA that is not tagged (see
+ * touched_untag_if_empty() for how that pairs with a sweep).
+ *
  * Locking: a path that makes an entry writable holds the page table lock
  * of the entries, so that a sweep clears the mark either before (and the
  * entry is write-protected again) or after the write is possible.  A mark
- * for contents that changed otherwise is set after the change, under
- * whatever keeps @vma alive.  Takes the per-mm tracking lock.
+ * for contents that changed otherwise is set after the change.  Either
+ * way the caller holds what keeps @vma->touched from being replaced or
+ * freed: mmap_lock, the VMA lock, or, for a file VMA, i_mmap_rwsem.  May
+ * take the per-mm tracking lock.
  */
 void __touched_mark(struct vm_area_struct *vma, unsigned long addr,
 		    unsigned long nr)
 {
 	struct touched_mm *tm = vma->vm_mm->touched;
-	struct touched_vma *tv;
+	struct touched_vma *tv = READ_ONCE(vma->touched);
 	unsigned long idx;
 
 	if (WARN_ON_ONCE(!tm))
 		return;
+	if (!tv || addr < vma->vm_start || addr >= vma->vm_end)
+		return;
+	idx = tv_index(tv, addr);
+	/* Orders its stores before the load of the tag. */
+	tb_set_range(tv, idx, min(nr, tv->nr_pages - idx));
+	if (READ_ONCE(tv->tagged))
+		return;
 	spin_lock(&tm->lock);
-	tv = vma->touched;
-	if (tv && addr >= vma->vm_start && addr < vma->vm_end) {
-		idx = tv_index(tv, addr);
-		tb_set_range(tv, idx, min(nr, tv->nr_pages - idx));
-		touched_tag(tm, tv);
-	}
+	touched_tag(tm, tv);
 	spin_unlock(&tm->lock);
 }
 

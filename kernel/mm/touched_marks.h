@@ -6,6 +6,7 @@
 #ifndef _MM_TOUCHED_MARKS_H
 #define _MM_TOUCHED_MARKS_H
 
+#include <linux/atomic.h>
 #include <linux/bitmap.h>
 #include <linux/bitops.h>
 #include <linux/maple_tree.h>
@@ -28,7 +29,8 @@
 
 /**
  * struct touched_mm - tracking state of one mm
- * @lock: protects every mark, tag and tree link of this mm
+ * @lock: protects the tags and tree links of this mm, and the clearing of
+ *	summary bits
  * @root: the tracked VMAs, ordered by address, augmented by @subtree_tagged
  * @gone: ranges that left tracking and have not been reported by a clearing
  *	sweep yet
@@ -36,8 +38,10 @@
  *	is reported gone until a clearing sweep of all of it
  *
  * @lock nests inside the page table locks, and nothing sleeps under it.
- * The tree's shape changes only under mmap_lock held for writing, so a
- * sweep holding it for reading sees a stable tree whose tags may change.
+ * Marks are set without it (see __touched_mark()), so a write fault takes
+ * it only when its VMA goes from untagged to tagged.  The tree's shape
+ * changes only under mmap_lock held for writing, so a sweep holding it for
+ * reading sees a stable tree whose tags may change.
  */
 struct touched_mm {
 	spinlock_t lock;		/* marks, tags and tree links */
@@ -53,7 +57,8 @@ struct touched_mm {
  * @nr_pages: pages covered, vma_pages(@vma)
  * @marks: a bit per page; points to @inline_marks when one word will do
  * @linked: @rb is in the tree
- * @tagged: the VMA has marked pages
+ * @tagged: the VMA may have marked pages; set only under touched_mm.lock,
+ *	read without it by __touched_mark()
  * @subtree_tagged: @tagged ORed over the subtree rooted at @rb
  * @shift: log2 of the number of @marks words a @summary bit covers
  * @summary: a bit per 2^@shift words of @marks, set if any is non-zero
@@ -86,35 +91,113 @@ static inline unsigned long tb_group_pages(const struct touched_vma *tv)
 }
 
 /*
- * @marks is written with atomic bitops because touched_needs_wp() reads it
- * without the per-mm lock (under the page table lock, which makes the bit it
- * reads stable).  The summary is read and written under the per-mm lock.
+ * Marks and summary bits are set without the per-mm lock, by paths that
+ * hold the page table lock of the entries or nothing of the tracking state
+ * at all, so every change to @marks and @summary of a VMA others can see
+ * is an atomic read-modify-write of its word.  A summary bit is cleared
+ * only under the per-mm lock, and only by tb_summarize(), which pairs with
+ * tb_set_range() so that a mark set meanwhile keeps its summary bit.
  */
-static inline void tb_set(struct touched_vma *tv, unsigned long idx)
+
+/* Atomically set bits [@start, @start + @nr) of @map, a word at a time. */
+static inline void tb_or_bits(unsigned long *map, unsigned long start,
+			      unsigned long nr)
 {
-	set_bit(idx, tv->marks);
-	__set_bit(idx / tb_group_pages(tv), tv->summary);
+	unsigned long end = start + nr, wi, mask;
+
+	for (wi = BIT_WORD(start); wi < BITS_TO_LONGS(end); wi++) {
+		mask = ~0UL;
+		if (wi == BIT_WORD(start))
+			mask &= BITMAP_FIRST_WORD_MASK(start);
+		if (wi == BIT_WORD(end - 1))
+			mask &= BITMAP_LAST_WORD_MASK(end);
+		atomic_long_or(mask, (atomic_long_t *)&map[wi]);
+	}
+}
+
+/* Atomically clear bits [@start, @start + @nr) of @map, a word at a time. */
+static inline void tb_andnot_bits(unsigned long *map, unsigned long start,
+				  unsigned long nr)
+{
+	unsigned long end = start + nr, wi, mask;
+
+	for (wi = BIT_WORD(start); wi < BITS_TO_LONGS(end); wi++) {
+		mask = ~0UL;
+		if (wi == BIT_WORD(start))
+			mask &= BITMAP_FIRST_WORD_MASK(start);
+		if (wi == BIT_WORD(end - 1))
+			mask &= BITMAP_LAST_WORD_MASK(end);
+		atomic_long_andnot(mask, (atomic_long_t *)&map[wi]);
+	}
 }
 
 /*
- * Set the marks of @nr pages from @idx.  Marks are written only under the
- * per-mm lock, so whole words may be written at once: readers without the
- * lock read single bits.
+ * Set the marks of @nr pages from @idx, then their summary bits.  The
+ * barrier between pairs with tb_summarize()'s: either it sees the new
+ * mark, or the summary bit is set after it cleared it.  Every store here
+ * is ordered before the caller's later loads (see __touched_mark()).
  */
 static inline void tb_set_range(struct touched_vma *tv, unsigned long idx,
 				unsigned long nr)
 {
 	unsigned long group_pages = tb_group_pages(tv);
+	unsigned long first = idx / group_pages, last;
 
 	if (!nr)
 		return;
-	if (nr == 1) {
-		tb_set(tv, idx);
+	last = (idx + nr - 1) / group_pages;
+	if (nr == 1)
+		set_bit(idx, tv->marks);
+	else
+		tb_or_bits(tv->marks, idx, nr);
+	/* Pairs with tb_summarize()'s barrier. */
+	smp_mb__after_atomic();
+	if (first == last && test_bit(first, tv->summary))
 		return;
+	tb_or_bits(tv->summary, first, last - first + 1);
+	/* Pairs with touched_untag_if_empty()'s barrier. */
+	smp_mb__after_atomic();
+}
+
+/*
+ * Copy the marks of pages [@first, @first + @nr) into @dst from bit 0, a
+ * word at a time; @dst's bits from @nr on are cleared.
+ */
+static inline void tb_get_marks(const struct touched_vma *tv,
+				unsigned long first, unsigned long nr,
+				unsigned long *dst)
+{
+	unsigned long off = first % BITS_PER_LONG, wi = BIT_WORD(first);
+	unsigned long words = BITS_TO_LONGS(tv->nr_pages), k, w;
+
+	for (k = 0; k < BITS_TO_LONGS(nr); k++, wi++) {
+		w = READ_ONCE(tv->marks[wi]) >> off;
+		if (off && wi + 1 < words)
+			w |= READ_ONCE(tv->marks[wi + 1]) << (BITS_PER_LONG - off);
+		dst[k] = w;
 	}
-	bitmap_set(tv->marks, idx, nr);
-	bitmap_set(tv->summary, idx / group_pages,
-		   (idx + nr - 1) / group_pages - idx / group_pages + 1);
+	if (nr % BITS_PER_LONG)
+		dst[k - 1] &= BITMAP_LAST_WORD_MASK(nr);
+}
+
+/*
+ * Clear the mark of page @first + i for every bit i set in @bits, which has
+ * no bit set from @nr on; tb_summarize() must follow.
+ */
+static inline void tb_clear_marks(struct touched_vma *tv, unsigned long first,
+				  const unsigned long *bits, unsigned long nr)
+{
+	unsigned long off = first % BITS_PER_LONG, wi = BIT_WORD(first), k;
+
+	for (k = 0; k < BITS_TO_LONGS(nr); k++, wi++) {
+		if (!bits[k])
+			continue;
+		atomic_long_andnot(bits[k] << off,
+				   (atomic_long_t *)&tv->marks[wi]);
+		if (off && bits[k] >> (BITS_PER_LONG - off))
+			atomic_long_andnot(bits[k] >> (BITS_PER_LONG - off),
+					   (atomic_long_t *)&tv->marks[wi + 1]);
+	}
 }
 
 /* OR @w into word @wi of the marks of @tv, which no one else can see yet. */
@@ -125,7 +208,7 @@ static inline void tb_or_word(struct touched_vma *tv, unsigned long wi,
 	__set_bit(wi >> tv->shift, tv->summary);
 }
 
-/* Set the marks of every page. */
+/* Set the marks of every page, of a VMA no one else can see yet. */
 static inline void tb_fill(struct touched_vma *tv)
 {
 	unsigned long group_pages = tb_group_pages(tv);
@@ -134,23 +217,37 @@ static inline void tb_fill(struct touched_vma *tv)
 	bitmap_set(tv->summary, 0, DIV_ROUND_UP(tv->nr_pages, group_pages));
 }
 
-/* Clear the mark of @idx; tb_summarize() must follow. */
-static inline void tb_clear(struct touched_vma *tv, unsigned long idx)
+/* Are any of the marks of summary group @group set? */
+static inline bool tb_group_marked(const struct touched_vma *tv,
+				   unsigned long group)
 {
-	clear_bit(idx, tv->marks);
+	unsigned long start = group * tb_group_pages(tv);
+	unsigned long end = min(tv->nr_pages, start + tb_group_pages(tv));
+
+	return find_next_bit(tv->marks, end, start) < end;
 }
 
-/* Bring the summary bits of pages @first to @last up to date. */
+/*
+ * Bring the summary bits of pages @first to @last up to date after marks
+ * were cleared.  A bit is cleared before its group is looked at again, and
+ * the barrier between pairs with tb_set_range()'s, so a mark set
+ * concurrently is either seen here or sets the bit again afterwards.
+ *
+ * Locking: the per-mm lock.
+ */
 static inline void tb_summarize(struct touched_vma *tv,
 				unsigned long first, unsigned long last)
 {
-	unsigned long group_pages = tb_group_pages(tv), group, start, end;
+	unsigned long group_pages = tb_group_pages(tv), group;
 
 	for (group = first / group_pages; group <= last / group_pages; group++) {
-		start = group * group_pages;
-		end = min(tv->nr_pages, start + group_pages);
-		if (find_next_bit(tv->marks, end, start) >= end)
-			__clear_bit(group, tv->summary);
+		if (!test_bit(group, tv->summary) || tb_group_marked(tv, group))
+			continue;
+		clear_bit(group, tv->summary);
+		/* Pairs with tb_set_range()'s barrier. */
+		smp_mb__after_atomic();
+		if (tb_group_marked(tv, group))
+			set_bit(group, tv->summary);
 	}
 }
 
@@ -257,7 +354,7 @@ struct touched_vma *touched_vma_alloc(unsigned long nr_pages);
 void touched_vma_destroy(struct touched_vma *tv);
 void touched_tree_insert(struct touched_mm *tm, struct touched_vma *tv);
 void touched_tree_erase(struct touched_mm *tm, struct touched_vma *tv);
-void touched_untag(struct touched_mm *tm, struct touched_vma *tv);
+void touched_untag_if_empty(struct touched_mm *tm, struct touched_vma *tv);
 struct touched_vma *touched_first_tagged(struct touched_mm *tm,
 					 unsigned long addr);
 struct touched_mm *touched_mm_get(struct mm_struct *mm);

@@ -426,21 +426,20 @@ static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
 				   flags);
 		}
 		if (!keep) {
-			bitmap_clear(tv->marks, idx, run - idx);
+			tb_andnot_bits(tv->marks, idx, run - idx);
 			touched_check_forget(tv, idx, run);
 		}
 	}
 	if (!keep) {
 		tb_summarize(tv, first, last - 1);
-		if (tb_empty(tv))
-			touched_untag(s->tm, tv);
+		touched_untag_if_empty(s->tm, tv);
 	}
 	spin_unlock(&s->tm->lock);
 	return stop;
 }
 
 /* Entries cleared before one barrier; their old values live on the stack. */
-#define SWEEP_PTE_BATCH	64
+#define SWEEP_PTE_BATCH	32
 
 /*
  * Test and clear the marks of [@addr, @end), which lie in one page table of
@@ -467,15 +466,11 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 				      bool report)
 {
 	struct vm_area_struct *vma = tv->vma;
-	DECLARE_BITMAP(marked, PTRS_PER_PTE);
-	DECLARE_BITMAP(cleared, PTRS_PER_PTE);
+	DECLARE_BITMAP(marks, PTRS_PER_PTE);	/* marked, then cleared */
 	unsigned long first = tv_index(tv, addr), nr = (end - addr) >> PAGE_SHIFT;
 	unsigned long stop = end, i, j, n;
 	unsigned short idx[SWEEP_PTE_BATCH];
 	pte_t old[SWEEP_PTE_BATCH];
-
-	bitmap_zero(marked, PTRS_PER_PTE);
-	bitmap_zero(cleared, PTRS_PER_PTE);
 
 	/*
 	 * Entries whose TLB flush reclaim batched may still be writable in
@@ -483,18 +478,16 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 	 */
 	flush_tlb_batched_pending(s->mm);
 
-	/* Marks of mapped pages change only under this page table's lock. */
-	for (i = find_next_bit(tv->marks, first + nr, first); i < first + nr;
-	     i = find_next_bit(tv->marks, first + nr, i + 1))
-		__set_bit(i - first, marked);
+	/* Marks of mapped pages are set only under this page table's lock. */
+	tb_get_marks(tv, first, nr, marks);
 
 	arch_enter_lazy_mmu_mode();
-	i = find_first_bit(marked, nr);
+	i = find_first_bit(marks, nr);
 	while (i < nr && stop == end) {
 		bool pinned_mm;
 
 		for (n = 0; i < nr && n < SWEEP_PTE_BATCH;
-		     i = find_next_bit(marked, nr, i + 1), n++) {
+		     i = find_next_bit(marks, nr, i + 1), n++) {
 			pte_t *ptep = start_pte + i;
 
 			idx[n] = i;
@@ -530,24 +523,26 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 				ptep_modify_prot_commit(vma, page, ptep, old[j],
 							pte_wrprotect(old[j]));
 			}
-			if (stop < end)
-				continue;
+			if (stop < end || keep) {
+				__clear_bit(idx[j], marks);
+				if (stop < end)
+					continue;
+			}
 			if (report)
 				sweep_emit(s, page, page + PAGE_SIZE, flags);
-			if (!keep) {
-				__set_bit(idx[j], cleared);
+			if (!keep)
 				touched_check_cleared(tv, first + idx[j], present);
-			}
 		}
 	}
 	arch_leave_lazy_mmu_mode();
 
+	/* Not reached: left marked too. */
+	if (i < nr)
+		bitmap_clear(marks, i, nr - i);
+	tb_clear_marks(tv, first, marks, nr);
 	spin_lock(&s->tm->lock);
-	for_each_set_bit(i, cleared, nr)
-		tb_clear(tv, first + i);
 	tb_summarize(tv, first, first + nr - 1);
-	if (tb_empty(tv))
-		touched_untag(s->tm, tv);
+	touched_untag_if_empty(s->tm, tv);
 	spin_unlock(&s->tm->lock);
 	return stop;
 }
@@ -985,7 +980,8 @@ static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 
 	vm_flags_set(vma, VM_TRACK_TOUCHED);
 	spin_lock(&tm->lock);
-	vma->touched = tv;
+	/* Initialised first: __touched_mark() reads it without the lock. */
+	smp_store_release(&vma->touched, tv);
 	touched_tree_insert(tm, tv);
 	spin_unlock(&tm->lock);
 	vma_set_page_prot(vma);
@@ -1012,18 +1008,29 @@ static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 	return 0;
 }
 
-/* Stop tracking @vma and drop its marks. */
+/*
+ * Stop tracking @vma and drop its marks.  __touched_mark() reads
+ * vma->touched without the tracking lock: faults are kept out by the VMA
+ * write lock vm_flags_clear() takes, and, in a file VMA, truncation's
+ * marks and zaps by i_mmap_rwsem.
+ */
 static void touched_vma_stop(struct touched_mm *tm, struct vm_area_struct *vma)
 {
+	struct address_space *mapping = vma->vm_file ?
+					vma->vm_file->f_mapping : NULL;
 	struct touched_vma *tv;
 
 	vm_flags_clear(vma, VM_TRACK_TOUCHED);
+	if (mapping)
+		i_mmap_lock_write(mapping);
 	spin_lock(&tm->lock);
 	tv = vma->touched;
 	vma->touched = NULL;
 	if (tv)
 		touched_tree_erase(tm, tv);
 	spin_unlock(&tm->lock);
+	if (mapping)
+		i_mmap_unlock_write(mapping);
 	touched_vma_destroy(tv);
 	vma_set_page_prot(vma);
 }
