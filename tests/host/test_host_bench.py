@@ -70,6 +70,11 @@ def full_run() -> list[dict[str, Any]]:
     for mech, ns in (("touched_sweep", 3100), ("soft_dirty", 3000), ("untracked", 900)):  # 1.033 <= 1.1
         records.append(measurement("first_write", mech, [] if mech == "untracked" else [5, 6, 7],
                                    tracked_mib=256, touched_pages=4096, first_write_ns=[ns, ns + 100, ns - 50]))
+    for threads in (1, 2, 4):
+        for mech, ns in (("touched_sweep", 1500), ("soft_dirty", 1450), ("untracked", 30)):  # 0.967 >= 0.9
+            records.append(measurement("threads", mech, [] if mech == "untracked" else [5, 6, 7], vmas=threads,
+                                       tracked_mib=32 * threads, touched_pages=8192 * threads,
+                                       first_write_ns=[ns, ns + 10, ns - 10]))
     records.append(memory("per_gib", [1_048_700, 1_048_600, 1_048_800], 1_048_576 + 128,
                           tracked_mib=8192, vmas=1))
     records.append(memory("per_vma", [1_300_000, 1_200_000, 1_250_000], 10000 // 8 + 10000 * 128,
@@ -239,7 +244,7 @@ def test_measurements_are_grouped_by_scenario_and_configuration() -> None:
 
 def test_every_target_met_on_a_good_run() -> None:
     targets = bench.evaluate_targets(parse(full_run()))
-    assert len(targets) == 15  # thirteen ratios (seven of them densities) and two memory records
+    assert len(targets) == 16  # fourteen ratios (seven of them densities) and two memory records
     assert all(t.met is True for t in targets), [(t.name, t.value, t.detail) for t in targets]
     size = target(parse(full_run()), "flat in tracked size")
     assert size.value == pytest.approx(31 / 30) and (size.comparison, size.limit) == ("<=", 1.25)
@@ -251,6 +256,17 @@ def test_ratio_values() -> None:
     assert target(data, "faster than soft-dirty").value == pytest.approx(34 * 2048 / 31)
     assert target(data, "flat in VMA count").value == pytest.approx(22 / 21.01)
     assert target(data, "first write").value == pytest.approx(3100 / 3000)
+
+
+def test_threads_target_is_the_throughput_of_four_threads() -> None:
+    t = target(parse(full_run()), "4 threads writing at once")
+    assert t.met is True and t.value == pytest.approx(1450 / 1500) and (t.comparison, t.limit) == (">=", 0.9)
+    records = full_run()
+    for r in records:
+        if r.get("scenario") == "threads" and r["mechanism"] == "touched_sweep" and r["vmas"] == 4:
+            r["first_write_ns"] = [1700] * 3  # serialised: 0.85 of soft-dirty's throughput
+    t = target(parse(records), "4 threads writing at once")
+    assert t.met is False and t.value == pytest.approx(1450 / 1700)
 
 
 def test_density_targets_pick_the_right_point() -> None:
@@ -353,7 +369,7 @@ def test_write_report(tmp_path: Path, no_matplotlib: None, capsys: pytest.Captur
     status = bench.write_report(parse(records), INFO, tmp_path)
     assert status == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    assert res["accelerator"] == "tcg" and len(res["targets"]) == 15
+    assert res["accelerator"] == "tcg" and len(res["targets"]) == 16
     out = capsys.readouterr().out
     assert "results: " in out and "results.json" in out
     assert "matplotlib is not installed" in out

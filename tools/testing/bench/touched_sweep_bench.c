@@ -14,6 +14,10 @@
  * pages than were written is an error, so a mechanism cannot look fast by
  * missing writes.
  *
+ * The threads scenario writes from several threads at once, each to a
+ * tracked VMA of its own, to show what the first-write faults of a busy
+ * multi-threaded target cost when they all follow one sweep.
+ *
  * Results go out as JSON lines, one object per measurement, for
  * tools/testing/ktest/bench.py to summarise.  Progress goes to stderr.
  */
@@ -22,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -537,6 +542,35 @@ struct sweep_case {
 	bool thp;
 };
 
+/* One measurement's JSON line, and its summary on stderr. */
+static void emit_measurement(const struct sweep_case *c,
+			     const struct mechanism *m, unsigned long distinct,
+			     const double *sweep_us, const double *write_ns,
+			     long huge_kib)
+{
+	struct line l = { .len = 0 };
+
+	if (!reporting)
+		return;
+	line_add(&l, "{\"type\": \"measurement\", \"scenario\": \"%s\", "
+		 "\"mechanism\": \"%s\", \"tracked_mib\": %.3f, "
+		 "\"touched_pages\": %lu, \"writes\": %lu, \"vmas\": %lu, "
+		 "\"thp\": %s",
+		 c->scenario, m->name,
+		 (double)c->vmas * c->pages * PAGE / MIB, distinct, c->touched,
+		 c->vmas, c->thp ? "true" : "false");
+	if (c->thp)
+		line_add(&l, ", \"anon_huge_kib\": %ld", huge_kib);
+	line_samples(&l, "sweep_us", sweep_us, m == &untracked ? 0 : runs);
+	line_samples(&l, "first_write_ns", write_ns, runs);
+	line_emit(&l);
+	fprintf(stderr, "  %-13s %-12s %9.1f MiB %6lu VMAs %6lu pages: "
+		"sweep %10.1f us, first write %8.0f ns/page\n", c->scenario,
+		m->name, (double)c->vmas * c->pages * PAGE / MIB, c->vmas,
+		distinct, m == &untracked ? 0.0 : median(sweep_us, runs),
+		median(write_ns, runs));
+}
+
 /* One measurement, in the calling (child) process. */
 static int measure(const struct sweep_case *c, const struct mechanism *m)
 {
@@ -545,7 +579,6 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		.nr = c->vmas, .pages = c->pages, .thp = c->thp,
 	};
 	char why[256], msg[320];
-	struct line l = { .len = 0 };
 	char *end, **pages;
 	unsigned long i, distinct = 0;
 	long found, huge_kib = -1;
@@ -614,25 +647,8 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		write_ns[r] = write_one;
 		sweep_us[r] = sweep_one;
 	}
-	if (!reporting)
-		return 0;
-	line_add(&l, "{\"type\": \"measurement\", \"scenario\": \"%s\", "
-		 "\"mechanism\": \"%s\", \"tracked_mib\": %.3f, "
-		 "\"touched_pages\": %lu, \"writes\": %lu, \"vmas\": %lu, "
-		 "\"thp\": %s",
-		 c->scenario, m->name,
-		 (double)c->vmas * c->pages * PAGE / MIB, distinct, c->touched,
-		 c->vmas, c->thp ? "true" : "false");
-	if (c->thp)
-		line_add(&l, ", \"anon_huge_kib\": %ld", huge_kib);
-	line_samples(&l, "sweep_us", sweep_us, m == &untracked ? 0 : runs);
-	line_samples(&l, "first_write_ns", write_ns, runs);
-	line_emit(&l);
-	fprintf(stderr, "  %-13s %-12s %9.1f MiB %6lu VMAs %6lu pages: "
-		"sweep %10.1f us, first write %8.0f ns/page\n", c->scenario,
-		m->name, (double)c->vmas * c->pages * PAGE / MIB, c->vmas,
-		distinct, m == &untracked ? 0.0 : median(sweep_us, runs),
-		median(write_ns, runs));
+	free(pages);
+	emit_measurement(c, m, distinct, sweep_us, write_ns, huge_kib);
 	return 0;
 }
 
@@ -803,6 +819,147 @@ static int scenario_first_write(void)
 	return run_all_mechanisms(&c) | in_child(measure, &c, &untracked);
 }
 
+/* A thread of the threads scenario: writes every page of its VMA per round. */
+struct writer {
+	pthread_t thread;
+	char *base;
+	unsigned long pages;
+	pthread_barrier_t *go;		/* a round starts */
+	pthread_barrier_t *done;	/* every writer is done with it */
+	const int *round;		/* value to write; < 0 to quit */
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	unsigned long i;
+	int value;
+
+	for (;;) {
+		pthread_barrier_wait(w->go);
+		value = *w->round;
+		if (value < 0)
+			return NULL;
+		for (i = 0; i < w->pages; i++)
+			*(volatile uint64_t *)(w->base + i * PAGE + 64) = value;
+		pthread_barrier_wait(w->done);
+	}
+}
+
+/*
+ * @c->vmas threads, each writing all @c->pages pages of its own tracked
+ * VMA once per round, all released at once after a sweep.  The first-write
+ * figure is the wall time of a round divided by the pages written, so it
+ * falls as the faults of the threads run in parallel.
+ */
+static int measure_threads(const struct sweep_case *c,
+			   const struct mechanism *m)
+{
+	double sweep_us[MAX_SAMPLES], write_ns[MAX_SAMPLES];
+	struct layout lo = { .nr = c->vmas, .pages = c->pages };
+	unsigned long total = c->vmas * c->pages, i;
+	pthread_barrier_t go, done;
+	struct writer *w;
+	char why[256], msg[320];
+	int r, round = 0;
+	long found;
+
+	if (only_mechanism && strcmp(only_mechanism, m->name))
+		return 0;
+	if (m->open(why, sizeof(why))) {
+		emit_skip(c->scenario, m->name, why);
+		return 0;
+	}
+	layout_map(&lo, true);
+	for (i = 0; i < lo.nr; i++) {
+		r = m->track(vma_addr(&lo, i), lo.pages * PAGE);
+		if (r) {
+			snprintf(msg, sizeof(msg), "opting in: %s",
+				 strerror(-r));
+			emit_error(c->scenario, m->name, msg);
+			return 1;
+		}
+	}
+	w = calloc(lo.nr, sizeof(*w));
+	if (!w || pthread_barrier_init(&go, NULL, lo.nr + 1) ||
+	    pthread_barrier_init(&done, NULL, lo.nr + 1))
+		die("out of memory");
+	for (i = 0; i < lo.nr; i++) {
+		w[i] = (struct writer){
+			.base = vma_addr(&lo, i), .pages = lo.pages,
+			.go = &go, .done = &done, .round = &round,
+		};
+		if (pthread_create(&w[i].thread, NULL, writer_main, &w[i]))
+			die("pthread_create: %s", strerror(errno));
+	}
+	if (m->sweep(lo.base, lo.base + lo.span) < 0) {
+		emit_error(c->scenario, m->name, "first sweep failed");
+		return 1;
+	}
+	for (r = -WARMUP_RUNS; r < runs; r++) {
+		uint64_t t0, t1;
+
+		round = r + WARMUP_RUNS + 1;
+		t0 = now_ns();
+		pthread_barrier_wait(&go);
+		pthread_barrier_wait(&done);
+		t1 = now_ns();
+		if (r >= 0)
+			write_ns[r] = (double)(t1 - t0) / total;
+
+		t0 = now_ns();
+		found = m->sweep(lo.base, lo.base + lo.span);
+		t1 = now_ns();
+		if (found < 0) {
+			snprintf(msg, sizeof(msg), "sweep: %s",
+				 strerror(-found));
+			emit_error(c->scenario, m->name, msg);
+			return 1;
+		}
+		if (m != &untracked && (unsigned long)found < total) {
+			snprintf(msg, sizeof(msg),
+				 "sweep reported %ld pages, %lu were written",
+				 found, total);
+			emit_error(c->scenario, m->name, msg);
+			return 1;
+		}
+		if (r >= 0)
+			sweep_us[r] = (t1 - t0) / 1000.0;
+	}
+	round = -1;
+	pthread_barrier_wait(&go);
+	for (i = 0; i < lo.nr; i++)
+		pthread_join(w[i].thread, NULL);
+	free(w);
+	emit_measurement(c, m, total, sweep_us, write_ns, -1);
+	return 0;
+}
+
+/*
+ * First writes from 1, 2 and 4 threads at once, to distinct VMAs of
+ * 8192 pages: with touched_sweep, soft-dirty and PAGEMAP_SCAN, and on
+ * untracked memory, whose writes do not fault.
+ */
+static int scenario_threads(void)
+{
+	static const unsigned long threads[] = { 1, 2, 4 };
+	unsigned int i, j;
+	int failed = 0;
+
+	for (i = 0; i < ARRAY_SIZE(threads); i++) {
+		struct sweep_case c = {
+			.scenario = "threads", .vmas = threads[i],
+			.pages = quick ? 1024 : 8192,
+		};
+
+		c.touched = c.vmas * c.pages;
+		for (j = 0; j < ARRAY_SIZE(mechanisms); j++)
+			failed |= in_child(measure_threads, &c, &mechanisms[j]);
+		failed |= in_child(measure_threads, &c, &untracked);
+	}
+	return failed;
+}
+
 /*
  * Kernel memory as the allocators count it: unreclaimable slab (which
  * includes large kmalloc allocations) plus vmalloc, after folding the
@@ -955,6 +1112,7 @@ static void emit_meta(const char *clocksource)
 
 static const char *const scenario_names[] = {
 	"size", "clustered", "touched", "vmas", "first_write", "memory", "thp",
+	"threads",
 };
 
 static void usage(FILE *f)
@@ -976,6 +1134,8 @@ static void usage(FILE *f)
 "  first_write  per-page cost of the first write after a sweep\n"
 "  memory       kernel memory per tracked GiB and per tracked VMA\n"
 "  thp          like size, on transparent huge pages\n"
+"  threads      first writes of 1, 2 and 4 threads at once, each to a\n"
+"               tracked VMA of its own (32 MiB)\n"
 "\n"
 "  -o FILE   write the results to FILE\n"
 "  -r RUNS   repetitions per measurement (default 11, at most %d)\n"
@@ -1082,6 +1242,10 @@ int main(int argc, char **argv)
 	if (want[6]) {
 		fprintf(stderr, "transparent huge pages\n");
 		failed |= scenario_size(true, false);
+	}
+	if (want[7]) {
+		fprintf(stderr, "first writes from several threads\n");
+		failed |= scenario_threads();
 	}
 	return failed;
 }

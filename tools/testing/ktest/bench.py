@@ -540,6 +540,11 @@ DENSITIES = [(16, False), (256, False), (4096, False), (16384, False), (65536, F
              (262144, True), (262144, False)]
 
 
+# The threads scenario's largest step: that many threads write at once, each
+# to its own tracked VMA.  Throughput is the inverse of the per-page time.
+THREADS = 4
+
+
 def _written(n: int, repeats: bool) -> str:
     if repeats:
         return f"{n:,} random writes"
@@ -565,6 +570,9 @@ def evaluate_targets(data: BenchData) -> list[Target]:
         _ratio(data, "10 VMAs: touched_sweep / pagemap_scan",
                _Pick("vmas", SWEEP, vmas=10), _Pick("vmas", PAGEMAP_SCAN, vmas=10), sweep, "<=", 2),
         _first_write_target(data),
+        _ratio(data, f"{THREADS} threads writing at once, throughput: touched_sweep / soft_dirty",
+               _Pick("threads", SOFT_DIRTY, vmas=THREADS), _Pick("threads", SWEEP, vmas=THREADS),
+               FIRST_WRITE, ">=", 0.9),
     ]
     records = [r for r in data.memory if r.mechanism == SWEEP]
     if records:
@@ -907,7 +915,7 @@ def compile_bench(flavour: str) -> Path:
     stage(f"compiling {show(SOURCE)}")
     run_logged("benchmark build",
                ["gcc", "-O2", "-Wall", "-Wextra", "-I", headers,
-                "-o", BINARY, SOURCE, "-lm"],
+                "-pthread", "-o", BINARY, SOURCE, "-lm"],
                log_path("bench-build"), excerpt=kbuild.BUILD_ERRORS)
     return BINARY
 
