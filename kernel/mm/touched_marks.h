@@ -229,9 +229,10 @@ static inline bool tb_group_marked(const struct touched_vma *tv,
 
 /*
  * Bring the summary bits of pages @first to @last up to date after marks
- * were cleared.  A bit is cleared before its group is looked at again, and
- * the barrier between pairs with tb_set_range()'s, so a mark set
- * concurrently is either seen here or sets the bit again afterwards.
+ * were cleared.  A bit is cleared before its group is looked at, and the
+ * barrier between pairs with tb_set_range()'s, so a mark set concurrently
+ * is either seen here or sets the bit again afterwards.  Sweeps read the
+ * summary under the per-mm lock, so none sees a bit clear meanwhile.
  *
  * Locking: the per-mm lock.
  */
@@ -241,7 +242,7 @@ static inline void tb_summarize(struct touched_vma *tv,
 	unsigned long group_pages = tb_group_pages(tv), group;
 
 	for (group = first / group_pages; group <= last / group_pages; group++) {
-		if (!test_bit(group, tv->summary) || tb_group_marked(tv, group))
+		if (!test_bit(group, tv->summary))
 			continue;
 		clear_bit(group, tv->summary);
 		/* Pairs with tb_set_range()'s barrier. */

@@ -235,7 +235,7 @@ static bool sweep_file_pinned(struct vm_area_struct *vma, pgoff_t first,
 	return true;
 }
 
-static bool vma_shared_file(struct vm_area_struct *vma)
+static inline bool vma_shared_file(struct vm_area_struct *vma)
 {
 	return vma->vm_file && (vma->vm_flags & VM_SHARED);
 }
@@ -395,7 +395,8 @@ upper:
  * Report the marks of [@addr, @end), in one VMA, where no page table entry
  * maps a page: as they are and cleared, or, with @keep, as OVERREPORTED
  * and kept.  The caller holds the lock that populating the span would
- * take, or, with @keep, nothing.  Returns where it stopped.
+ * take, or, with @keep, nothing, and brings summary and tag up to date
+ * afterwards.  Returns where it stopped.
  */
 static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
 					  struct touched_vma *tv,
@@ -430,12 +431,29 @@ static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
 			touched_check_forget(tv, idx, run);
 		}
 	}
-	if (!keep) {
-		tb_summarize(tv, first, last - 1);
-		touched_untag_if_empty(s->tm, tv);
-	}
 	spin_unlock(&s->tm->lock);
 	return stop;
+}
+
+/*
+ * The next set bit of the @nr-bit @map, walking a word at a time with
+ * *@wi the word and *@word its bits not returned yet; @nr when none is
+ * left.  Bits of @map from @nr on must be clear.
+ */
+static __always_inline unsigned long
+sweep_next_marked(const unsigned long *map, unsigned long nr,
+		  unsigned long *wi, unsigned long *word)
+{
+	unsigned long bit;
+
+	while (!*word) {
+		if (++*wi >= BITS_TO_LONGS(nr))
+			return nr;
+		*word = map[*wi];
+	}
+	bit = *wi * BITS_PER_LONG + __ffs(*word);
+	*word &= *word - 1;
+	return bit;
 }
 
 /* Entries cleared before one barrier; their old values live on the stack. */
@@ -457,8 +475,9 @@ static unsigned long sweep_clear_unmapped(struct touched_sweep *s,
  * issued per page table: a write through a stale writable TLB entry in
  * between lands before the sweep returns, so before the caller copies the
  * page it is told about, and mm_tlb_flush_pending() tells other paths that
- * such entries may exist.  Returns where it stopped: @end, or the first
- * page that did not fit.
+ * such entries may exist.  The caller brings summary and tag up to date
+ * afterwards.  Returns where it stopped: @end, or the first page that did
+ * not fit.
  */
 static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 				      struct touched_vma *tv, pte_t *start_pte,
@@ -468,7 +487,7 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 	struct vm_area_struct *vma = tv->vma;
 	DECLARE_BITMAP(marks, PTRS_PER_PTE);	/* marked, then cleared */
 	unsigned long first = tv_index(tv, addr), nr = (end - addr) >> PAGE_SHIFT;
-	unsigned long stop = end, i, j, n;
+	unsigned long stop = end, i, j, n, wi = 0, word;
 	unsigned short idx[SWEEP_PTE_BATCH];
 	pte_t old[SWEEP_PTE_BATCH];
 
@@ -482,12 +501,13 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 	tb_get_marks(tv, first, nr, marks);
 
 	arch_enter_lazy_mmu_mode();
-	i = find_first_bit(marks, nr);
+	word = marks[0];
+	i = sweep_next_marked(marks, nr, &wi, &word);
 	while (i < nr && stop == end) {
 		bool pinned_mm;
 
 		for (n = 0; i < nr && n < SWEEP_PTE_BATCH;
-		     i = find_next_bit(marks, nr, i + 1), n++) {
+		     i = sweep_next_marked(marks, nr, &wi, &word), n++) {
 			pte_t *ptep = start_pte + i;
 
 			idx[n] = i;
@@ -540,10 +560,6 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 	if (i < nr)
 		bitmap_clear(marks, i, nr - i);
 	tb_clear_marks(tv, first, marks, nr);
-	spin_lock(&s->tm->lock);
-	tb_summarize(tv, first, first + nr - 1);
-	touched_untag_if_empty(s->tm, tv);
-	spin_unlock(&s->tm->lock);
 	return stop;
 }
 
@@ -617,12 +633,18 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 			span_end = pmd_addr_end(page, end);
 			stop = sweep_test_range(s, tv, page, span_end, report);
 		}
+		spin_lock(&s->tm->lock);
+		/* Summary and tag follow the marks the span cleared. */
+		if (s->clear && stop > page) {
+			tb_summarize(tv, idx, tv_index(tv, stop) - 1);
+			touched_untag_if_empty(s->tm, tv);
+		}
+		if (stop == span_end)
+			idx = tb_next(tv, tv_index(tv, span_end));
+		spin_unlock(&s->tm->lock);
 		if (stop < span_end)
 			break;
 		stop = end;
-		spin_lock(&s->tm->lock);
-		idx = tb_next(tv, tv_index(tv, span_end));
-		spin_unlock(&s->tm->lock);
 		cond_resched();
 	}
 	if (s->clear)
