@@ -99,36 +99,39 @@ static inline unsigned long tb_group_pages(const struct touched_vma *tv)
  * tb_set_range() so that a mark set meanwhile keeps its summary bit.
  */
 
+/* The bits of word @wi of a bitmap that lie in [@start, @end). */
+static inline unsigned long tb_word_mask(unsigned long wi, unsigned long start,
+					 unsigned long end)
+{
+	unsigned long mask = ~0UL;
+
+	if (wi == BIT_WORD(start))
+		mask &= BITMAP_FIRST_WORD_MASK(start);
+	if (wi == BIT_WORD(end - 1))
+		mask &= BITMAP_LAST_WORD_MASK(end);
+	return mask;
+}
+
 /* Atomically set bits [@start, @start + @nr) of @map, a word at a time. */
 static inline void tb_or_bits(unsigned long *map, unsigned long start,
 			      unsigned long nr)
 {
-	unsigned long end = start + nr, wi, mask;
+	unsigned long end = start + nr, wi;
 
-	for (wi = BIT_WORD(start); wi < BITS_TO_LONGS(end); wi++) {
-		mask = ~0UL;
-		if (wi == BIT_WORD(start))
-			mask &= BITMAP_FIRST_WORD_MASK(start);
-		if (wi == BIT_WORD(end - 1))
-			mask &= BITMAP_LAST_WORD_MASK(end);
-		atomic_long_or(mask, (atomic_long_t *)&map[wi]);
-	}
+	for (wi = BIT_WORD(start); wi < BITS_TO_LONGS(end); wi++)
+		atomic_long_or(tb_word_mask(wi, start, end),
+			       (atomic_long_t *)&map[wi]);
 }
 
 /* Atomically clear bits [@start, @start + @nr) of @map, a word at a time. */
 static inline void tb_andnot_bits(unsigned long *map, unsigned long start,
 				  unsigned long nr)
 {
-	unsigned long end = start + nr, wi, mask;
+	unsigned long end = start + nr, wi;
 
-	for (wi = BIT_WORD(start); wi < BITS_TO_LONGS(end); wi++) {
-		mask = ~0UL;
-		if (wi == BIT_WORD(start))
-			mask &= BITMAP_FIRST_WORD_MASK(start);
-		if (wi == BIT_WORD(end - 1))
-			mask &= BITMAP_LAST_WORD_MASK(end);
-		atomic_long_andnot(mask, (atomic_long_t *)&map[wi]);
-	}
+	for (wi = BIT_WORD(start); wi < BITS_TO_LONGS(end); wi++)
+		atomic_long_andnot(tb_word_mask(wi, start, end),
+				   (atomic_long_t *)&map[wi]);
 }
 
 /*
