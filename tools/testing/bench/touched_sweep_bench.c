@@ -571,32 +571,27 @@ static void emit_measurement(const struct sweep_case *c,
 		median(write_ns, runs));
 }
 
-/* One measurement, in the calling (child) process. */
-static int measure(const struct sweep_case *c, const struct mechanism *m)
+/*
+ * Open @m, map and populate @lo and opt every VMA in.  Returns 0, -1 if
+ * the mechanism is skipped (not asked for, or not available), or 1 after
+ * reporting an error.
+ */
+static int prepare(const struct sweep_case *c, const struct mechanism *m,
+		   struct layout *lo)
 {
-	double sweep_us[MAX_SAMPLES], write_ns[MAX_SAMPLES];
-	struct layout lo = {
-		.nr = c->vmas, .pages = c->pages, .thp = c->thp,
-	};
 	char why[256], msg[320];
-	char *end, **pages;
-	unsigned long i, distinct = 0;
-	long found, huge_kib = -1;
+	unsigned long i;
 	int r;
 
 	if (only_mechanism && strcmp(only_mechanism, m->name))
-		return 0;
+		return -1;
 	if (m->open(why, sizeof(why))) {
 		emit_skip(c->scenario, m->name, why);
-		return 0;
+		return -1;
 	}
-	pages = calloc(c->touched, sizeof(*pages));
-	if (!pages)
-		die("out of memory");
-	layout_map(&lo, true);
-	end = lo.base + lo.span;
-	for (i = 0; i < lo.nr; i++) {
-		r = m->track(vma_addr(&lo, i), lo.pages * PAGE);
+	layout_map(lo, true);
+	for (i = 0; i < lo->nr; i++) {
+		r = m->track(vma_addr(lo, i), lo->pages * PAGE);
 		if (r) {
 			snprintf(msg, sizeof(msg), "opting in: %s",
 				 strerror(-r));
@@ -604,10 +599,62 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 			return 1;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Time one sweep of all of @lo into *@us.  Returns 0, or 1 after reporting
+ * an error, which a sweep that reports fewer than the @written pages is.
+ */
+static int timed_sweep(const struct sweep_case *c, const struct mechanism *m,
+		       const struct layout *lo, unsigned long written,
+		       double *us)
+{
+	char msg[320];
+	uint64_t t0, t1;
+	long found;
+
+	t0 = now_ns();
+	found = m->sweep(lo->base, lo->base + lo->span);
+	t1 = now_ns();
+	*us = (t1 - t0) / 1000.0;
+	if (found < 0) {
+		snprintf(msg, sizeof(msg), "sweep: %s", strerror(-found));
+		emit_error(c->scenario, m->name, msg);
+		return 1;
+	}
+	if (m != &untracked && (unsigned long)found < written) {
+		snprintf(msg, sizeof(msg),
+			 "sweep reported %ld pages, %lu were written",
+			 found, written);
+		emit_error(c->scenario, m->name, msg);
+		return 1;
+	}
+	return 0;
+}
+
+/* One measurement, in the calling (child) process. */
+static int measure(const struct sweep_case *c, const struct mechanism *m)
+{
+	double sweep_us[MAX_SAMPLES], write_ns[MAX_SAMPLES];
+	struct layout lo = {
+		.nr = c->vmas, .pages = c->pages, .thp = c->thp,
+	};
+	unsigned long i, distinct = 0;
+	long huge_kib = -1;
+	char **pages;
+	int r;
+
+	r = prepare(c, m, &lo);
+	if (r)
+		return r > 0;
+	pages = calloc(c->touched, sizeof(*pages));
+	if (!pages)
+		die("out of memory");
 	if (c->thp)
 		huge_kib = anon_huge_kib();
 	/* Start clean: everything populated above counts as written. */
-	if (m->sweep(lo.base, end) < 0) {
+	if (m->sweep(lo.base, lo.base + lo.span) < 0) {
 		emit_error(c->scenario, m->name, "first sweep failed");
 		return 1;
 	}
@@ -624,24 +671,8 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 			*(volatile uint64_t *)(pages[i] + 64) = r + 1;
 		t1 = now_ns();
 		write_one = (double)(t1 - t0) / c->touched;
-
-		t0 = now_ns();
-		found = m->sweep(lo.base, end);
-		t1 = now_ns();
-		sweep_one = (t1 - t0) / 1000.0;
-		if (found < 0) {
-			snprintf(msg, sizeof(msg), "sweep: %s",
-				 strerror(-found));
-			emit_error(c->scenario, m->name, msg);
+		if (timed_sweep(c, m, &lo, distinct, &sweep_one))
 			return 1;
-		}
-		if (m != &untracked && (unsigned long)found < distinct) {
-			snprintf(msg, sizeof(msg),
-				 "sweep reported %ld pages, %lu were written",
-				 found, distinct);
-			emit_error(c->scenario, m->name, msg);
-			return 1;
-		}
 		if (r < 0)
 			continue;
 		write_ns[r] = write_one;
@@ -855,31 +886,16 @@ static void *writer_main(void *arg)
 static int measure_threads(const struct sweep_case *c,
 			   const struct mechanism *m)
 {
-	double sweep_us[MAX_SAMPLES], write_ns[MAX_SAMPLES];
+	double sweep_us[MAX_SAMPLES], write_ns[MAX_SAMPLES], sweep_one;
 	struct layout lo = { .nr = c->vmas, .pages = c->pages };
 	unsigned long total = c->vmas * c->pages, i;
 	pthread_barrier_t go, done;
 	struct writer *w;
-	char why[256], msg[320];
 	int r, round = 0;
-	long found;
 
-	if (only_mechanism && strcmp(only_mechanism, m->name))
-		return 0;
-	if (m->open(why, sizeof(why))) {
-		emit_skip(c->scenario, m->name, why);
-		return 0;
-	}
-	layout_map(&lo, true);
-	for (i = 0; i < lo.nr; i++) {
-		r = m->track(vma_addr(&lo, i), lo.pages * PAGE);
-		if (r) {
-			snprintf(msg, sizeof(msg), "opting in: %s",
-				 strerror(-r));
-			emit_error(c->scenario, m->name, msg);
-			return 1;
-		}
-	}
+	r = prepare(c, m, &lo);
+	if (r)
+		return r > 0;
 	w = calloc(lo.nr, sizeof(*w));
 	if (!w || pthread_barrier_init(&go, NULL, lo.nr + 1) ||
 	    pthread_barrier_init(&done, NULL, lo.nr + 1))
@@ -906,25 +922,10 @@ static int measure_threads(const struct sweep_case *c,
 		t1 = now_ns();
 		if (r >= 0)
 			write_ns[r] = (double)(t1 - t0) / total;
-
-		t0 = now_ns();
-		found = m->sweep(lo.base, lo.base + lo.span);
-		t1 = now_ns();
-		if (found < 0) {
-			snprintf(msg, sizeof(msg), "sweep: %s",
-				 strerror(-found));
-			emit_error(c->scenario, m->name, msg);
+		if (timed_sweep(c, m, &lo, total, &sweep_one))
 			return 1;
-		}
-		if (m != &untracked && (unsigned long)found < total) {
-			snprintf(msg, sizeof(msg),
-				 "sweep reported %ld pages, %lu were written",
-				 found, total);
-			emit_error(c->scenario, m->name, msg);
-			return 1;
-		}
 		if (r >= 0)
-			sweep_us[r] = (t1 - t0) / 1000.0;
+			sweep_us[r] = sweep_one;
 	}
 	round = -1;
 	pthread_barrier_wait(&go);
