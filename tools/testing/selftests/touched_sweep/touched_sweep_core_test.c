@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/swap.h>
@@ -2070,6 +2071,88 @@ TEST_F(ts, io_uring_buffer_registered_before_track)
 	close(pipefd[0]);
 	close(pipefd[1]);
 	close(ring.fd);
+}
+
+/* ---- uprobes ---------------------------------------------------------- */
+
+#define TRACEFS		"/sys/kernel/tracing"
+#define UPROBE_EVENTS	TRACEFS "/uprobe_events"
+#define UPROBE_ENABLE	TRACEFS "/events/touched_sweep/bp/enable"
+
+#ifndef MFD_EXEC
+#define MFD_EXEC	0x0010U
+#endif
+
+/*
+ * The probed text: the start of this function (never called, its address
+ * taken), copied, so that the probe sits on an instruction whatever the
+ * architecture.  The longest instruction of any architecture fits in
+ * UPROBE_INSN_MAX bytes.
+ */
+#define UPROBE_INSN_MAX	16
+
+static void uprobe_target(void)
+{
+	asm volatile("");
+}
+
+/*
+ * Registering a uprobe writes a breakpoint into every mapping of the
+ * probed text: __replace_page() maps a new copy of the page, read-only,
+ * with no write fault.  Unregistering writes the original back the same
+ * way.  Both change what the tracked page holds, so both are reported.
+ * The breakpoint's copy is an anonymous page with a clean entry and a
+ * clean folio, which the sweep cannot tell from a lazily freed one: it is
+ * reported OVERREPORTED, and keeps its mark, while it is mapped.
+ */
+TEST_F(ts, uprobe_breakpoint_reported)
+{
+	const char *fn = (const char *)uprobe_target;
+	size_t off = (uintptr_t)fn & (page_size - 1);
+	char cmd[128], *text, *orig;
+	int fd;
+
+	if (access(UPROBE_EVENTS, W_OK))
+		mount("nodev", TRACEFS, "tracefs", 0, NULL);
+	if (access(UPROBE_EVENTS, W_OK))
+		SKIP(return, "no " UPROBE_EVENTS);
+
+	fd = memfd_create("touched_sweep_uprobe", MFD_CLOEXEC | MFD_EXEC);
+	ASSERT_GE(fd, 0);
+	orig = calloc(4, page_size);
+	ASSERT_NE(NULL, orig);
+	memcpy(PG(orig, 2) + off, fn, UPROBE_INSN_MAX);
+	ASSERT_EQ((ssize_t)(4 * page_size), write(fd, orig, 4 * page_size));
+	text = mmap(NULL, 4 * page_size, PROT_READ | PROT_EXEC, MAP_PRIVATE,
+		    fd, 0);
+	ASSERT_NE(MAP_FAILED, text);
+	read_pages(text, 0, 4);
+	ASSERT_EQ(0, track(self->pidfd, text, 4 * page_size));
+	EXPECT_NONE(self->pidfd, text, 4, CLEAR);
+
+	/* A leftover of an earlier run would make the new definition fail. */
+	write_file(UPROBE_EVENTS, "-:touched_sweep/bp");
+	snprintf(cmd, sizeof(cmd), "p:touched_sweep/bp /proc/self/fd/%d:%#zx",
+		 fd, 2 * page_size + off);
+	ASSERT_EQ(0, write_file(UPROBE_EVENTS, cmd)) {
+		TH_LOG("%s > %s: %s", cmd, UPROBE_EVENTS, strerror(errno));
+	}
+	EXPECT_EQ(0, write_file(UPROBE_ENABLE, "1")) {
+		TH_LOG("enabling the uprobe: %s", strerror(errno));
+	}
+	EXPECT_NE(0, memcmp(PG(text, 2), PG(orig, 2), page_size));
+	EXPECT_PAGES(self->pidfd, text, 4, CLEAR, { 2, 3, OVER });
+	EXPECT_PAGES(self->pidfd, text, 4, CLEAR, { 2, 3, OVER });
+
+	EXPECT_EQ(0, write_file(UPROBE_ENABLE, "0"));
+	EXPECT_EQ(0, memcmp(PG(text, 2), PG(orig, 2), page_size));
+	EXPECT_PAGES(self->pidfd, text, 4, CLEAR, { 2, 3, TOUCHED });
+	EXPECT_NONE(self->pidfd, text, 4, CLEAR);
+
+	EXPECT_EQ(0, write_file(UPROBE_EVENTS, "-:touched_sweep/bp"));
+	munmap(text, 4 * page_size);
+	free(orig);
+	close(fd);
 }
 
 #define REMOTE_WRITE_DELAY \
