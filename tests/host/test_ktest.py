@@ -134,6 +134,18 @@ def test_kmemleak_each_object_fails(tmp_path: Path) -> None:
     assert (c.passed, c.failed, c.ok) == (1, 0, True)
 
 
+def test_odirect_mismatch_or_missing_result_fails(tmp_path: Path) -> None:
+    result = tmp_path / "odirect_mismatches"
+    c = suite._odirect_counts(result)
+    assert not c.ok and "did not run" in c.note
+    result.write_text("2\n")
+    c = suite._odirect_counts(result)
+    assert not c.ok and c.failed == 2
+    result.write_text("0\n")
+    c = suite._odirect_counts(result)
+    assert c.ok and c.passed == 4
+
+
 def test_junit_counts(tmp_path: Path) -> None:
     xml = tmp_path / "r.xml"
     xml.write_text('<testsuites><testsuite tests="7" failures="1" errors="1" '

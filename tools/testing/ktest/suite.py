@@ -272,9 +272,10 @@ def run_audit_boot(args: argparse.Namespace,
     """A second boot with CONFIG_DEBUG_TOUCHED_SWEEP's content audit on.
 
     The core kselftests and a shorter stress run again, then the upstream
-    COW, mkdirty and PAGEMAP_SCAN tests with every new mapping tracked and a
-    sweeper clearing marks; a report of the check, on the console or
-    counted, fails the run.
+    COW, mkdirty and PAGEMAP_SCAN tests and O_DIRECT reads with every new
+    mapping tracked and a sweeper clearing marks; a report of the check, on
+    the console or counted, fails the run, and so does an O_DIRECT read
+    that differs from what was written.
     """
     selftest = kbuild.build_selftests(args.flavour)
     opts = vm.options_from_args(args)
@@ -301,7 +302,23 @@ def run_audit_boot(args: argparse.Namespace,
     else:
         c.passed = 1
     counts.append(c)
+    counts.append(_odirect_counts(result.out_dir / "odirect_mismatches"))
     return counts, result
+
+
+def _odirect_counts(path: Path) -> Counts:
+    """The audit boot's O_DIRECT reads, 4 of them: each must read back
+    exactly what was written while the sweeper cleared dd's buffer."""
+    c = Counts("audit O_DIRECT")
+    if not path.exists():
+        c.note = "the O_DIRECT reads did not run"
+        c.failed = 1
+    elif int(path.read_text().strip() or "0"):
+        c.failed = int(path.read_text().strip())
+        c.note = f"{c.failed} of 4 reads differ from the file"
+    else:
+        c.passed = 4
+    return c
 
 
 def kmemleak_counts(path: Path) -> Counts:
