@@ -891,8 +891,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Dump the writable anonymous memory of a running process into DIR, as a pre-copy dumper does.\n"
             "Round 0 copies everything; each later round sweeps and copies only what was written since.  When\n"
             "a round copies less than --converge-bytes, or after --max-rounds rounds, the process is stopped\n"
-            "(SIGSTOP), one last round runs, and it is resumed.  Other mappings are skipped, with the\n"
-            "reason in the manifest.\n\n"
+            "(SIGSTOP, through a pidfd, waiting for every thread), one last round runs, and it is resumed.\n"
+            "Other mappings are skipped, with the reason in the manifest.\n\n"
             "DIR gets round-NNN/ for each round and merged/ with the final content, each a manifest.json\n"
             "and a pages.bin.  One line per round shows the pages and bytes copied and the sweep and copy\n"
             "times; the last line the rounds, the bytes and how long the process was frozen.  pagemap_scan\n"
@@ -1034,7 +1034,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                             converge_bytes=args.converge_bytes, progress=progress)
             rounds = dumper.run(resume=False)
             bad = verify(out / "pre-copy", proc.pid)
-            os.kill(proc.pid, signal.SIGCONT)
+            proc.send_signal(signal.SIGCONT)
         finally:
             proc.kill()
             proc.wait()

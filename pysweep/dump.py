@@ -5,7 +5,9 @@ rounds, as CRIU's pre-dumps and pre-copy live migration do.  Round 0
 copies everything tracked; each later round is a clearing sweep, and
 copies only what it reports.  When a round copies less than
 ``converge_bytes`` (or after ``max_rounds``), the dumper stops the process
-with SIGSTOP, runs the last round while it is stopped, and resumes it:
+with SIGSTOP, sent through a pidfd opened when the dumper is made (so a
+pid reused after the target exits is never signalled), waits until
+every thread has stopped, runs the last round, and resumes it:
 the freeze lasts one sweep and one small copy.  On a backend whose
 clearing sweep is not atomic (``soft_dirty`` reads the marks and clears
 them in two steps), the process is also stopped across each earlier
@@ -196,6 +198,13 @@ def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
     """
     deadline = time.monotonic() + timeout
     while True:
+        try:
+            state = _state(f"/proc/{pid}/stat")
+        except FileNotFoundError:
+            state = "X"
+        if state in ("Z", "X"):
+            # A zombie takes signals and never stops.
+            raise ProcessLookupError(errno_codes.ESRCH, f"pid {pid} exited")
         running = _running_threads(pid)
         if not running:
             return
@@ -213,18 +222,29 @@ class _Freeze:
 
 
 @contextlib.contextmanager
-def _stopped(pid: int, *, resume: bool = True) -> Iterator[_Freeze]:
-    """Stop every thread of ``pid`` for the block, then resume it unless ``resume`` is false."""
+def _stopped(pid: int, *, pidfd: int | None = None, resume: bool = True) -> Iterator[_Freeze]:
+    """Stop every thread of ``pid`` for the block, then resume it unless ``resume`` is false.
+
+    The signals go through ``pidfd``, or through one opened here for the
+    block, never to the bare pid, which may name another process once the
+    target has exited.
+    """
     freeze = _Freeze()
+    own = pidfd is None
+    fd = os.pidfd_open(pid) if pidfd is None else pidfd
     start = time.monotonic()
     try:
-        os.kill(pid, signal.SIGSTOP)
+        signal.pidfd_send_signal(fd, signal.SIGSTOP)
         _wait_stopped(pid)
         yield freeze
     finally:
-        if resume:
-            os.kill(pid, signal.SIGCONT)
-        freeze.seconds = time.monotonic() - start
+        try:
+            if resume:
+                signal.pidfd_send_signal(fd, signal.SIGCONT)
+        finally:
+            freeze.seconds = time.monotonic() - start
+            if own:
+                os.close(fd)
 
 
 class Dumper:
@@ -251,7 +271,13 @@ class Dumper:
         self.max_rounds = max_rounds
         self.converge_bytes = converge_bytes
         self.progress = progress
-        self.tracker = Tracker(pid, backend=backend)
+        # Names the target for every stop and resume, even after it exits.
+        self._pidfd = os.pidfd_open(pid)
+        try:
+            self.tracker = Tracker(pid, backend=backend)
+        except BaseException:
+            os.close(self._pidfd)
+            raise
         self.image: dict[int, bytes] = {}
         self.tracked: list[tuple[int, int]] = []
         self.skipped: list[dict[str, str]] = []
@@ -307,7 +333,7 @@ class Dumper:
                 # process across the sweep, as CRIU does for soft-dirty; the
                 # copy runs with the process running again, and the next
                 # round sees whatever it writes meanwhile.
-                with _stopped(self.pid) as freeze:
+                with _stopped(self.pid, pidfd=self._pidfd) as freeze:
                     result = self.tracker.sweep(lo, hi, clear=True)
                 self.sweep_stops_s += freeze.seconds
             todo = []
@@ -367,6 +393,17 @@ class Dumper:
 
     def run(self, *, resume: bool = True) -> list[RoundStats]:
         """Dump; with ``resume=False`` the process is left stopped."""
+        try:
+            return self._run(resume)
+        finally:
+            try:
+                self.tracker.close()
+            finally:
+                if self._pidfd >= 0:
+                    os.close(self._pidfd)
+                    self._pidfd = -1
+
+    def _run(self, resume: bool) -> list[RoundStats]:
         self._opt_in()
         if not self.tracked:
             raise OSError(errno_codes.ENOENT, f"pid {self.pid} has no memory to dump")
@@ -375,13 +412,12 @@ class Dumper:
         while number < self.max_rounds and stats.bytes >= self.converge_bytes:
             stats = self._round(number, False)
             number += 1
-        with _stopped(self.pid, resume=resume) as freeze:
+        with _stopped(self.pid, pidfd=self._pidfd, resume=resume) as freeze:
             self._round(number, True)
         self.freeze_s = freeze.seconds
         self._flush()
         _write_round(self.out / "merged", {"pid": self.pid, "backend": self.tracker.name,
                                            "skipped": self.skipped}, _runs(self.image))
-        self.tracker.close()
         return self.rounds
 
 

@@ -6,6 +6,7 @@ import ctypes
 import json
 import mmap
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -110,6 +111,52 @@ def threaded_target() -> Iterator[tuple[subprocess.Popen[str], int]]:
     yield proc, int(proc.stdout.readline(), 16)
     proc.kill()
     proc.wait()
+
+
+def test_stops_and_resumes_through_the_pidfd(
+    threaded_target: tuple[subprocess.Popen[str], int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every stop and resume goes through the dumper's pidfd, never to the bare pid, which can be reused."""
+    proc, _ = threaded_target
+    sent: list[tuple[int, int]] = []
+    send = signal.pidfd_send_signal
+
+    def recording_send(fd: int, sig: int, *args: object) -> None:
+        sent.append((fd, sig))
+        send(fd, sig, *args)
+
+    def kill(pid: int, sig: int) -> None:
+        pytest.fail(f"signal {sig} sent to pid {pid}, not through a pidfd")
+
+    monkeypatch.setattr(signal, "pidfd_send_signal", recording_send)
+    monkeypatch.setattr(os, "kill", kill)
+    register_backend(_StateRecordingBackend.name, _StateRecordingBackend)
+    try:
+        dumper = Dumper(proc.pid, tmp_path, backend=_StateRecordingBackend.name, max_rounds=3, converge_bytes=0)
+        pidfd = dumper._pidfd
+        dumper.run()
+    finally:
+        unregister_backend(_StateRecordingBackend.name)
+    # Two non-atomic earlier sweeps and the frozen round, each stopped and
+    # resumed, all through the one pidfd the dumper opened, and closed.
+    assert sent == [(pidfd, signal.SIGSTOP), (pidfd, signal.SIGCONT)] * 3
+    assert dumper._pidfd == -1
+
+
+def test_stopping_a_process_that_exited_fails_at_once() -> None:
+    """A zombie takes SIGSTOP and never stops: say it exited, do not wait for it."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while dump._state(f"/proc/{proc.pid}/stat") != "Z":  # exited, not reaped
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(ProcessLookupError, match="exited"), dump._stopped(proc.pid):
+            pass
+        assert time.monotonic() - start < 5
+    finally:
+        proc.wait()
 
 
 @pytest.mark.parametrize("backend", [_StateRecordingBackend, _AtomicStateRecordingBackend])
