@@ -2079,6 +2079,9 @@ TEST_F(ts, io_uring_buffer_registered_before_track)
 #define UPROBE_EVENTS	TRACEFS "/uprobe_events"
 #define UPROBE_ENABLE	TRACEFS "/events/touched_sweep/bp/enable"
 
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL	0x0008U
+#endif
 #ifndef MFD_EXEC
 #define MFD_EXEC	0x0010U
 #endif
@@ -2099,8 +2102,10 @@ static void uprobe_target(void)
 /*
  * Registering a uprobe writes a breakpoint into every mapping of the
  * probed text: __replace_page() maps a new copy of the page, read-only,
- * with no write fault.  Unregistering writes the original back the same
- * way.  Both change what the tracked page holds, so both are reported.
+ * with no write fault.  Unregistering takes the breakpoint out the same
+ * way, or, when the file's page is what is left, drops the entry so that
+ * the next access maps the file's page.  Both change what the tracked page
+ * holds, so both are reported.
  * The breakpoint's copy is an anonymous page with a clean entry and a
  * clean folio, which the sweep cannot tell from a lazily freed one: it is
  * reported OVERREPORTED, and keeps its mark, while it is mapped.
@@ -2118,6 +2123,10 @@ TEST_F(ts, uprobe_breakpoint_reported)
 		SKIP(return, "no " UPROBE_EVENTS);
 
 	fd = memfd_create("touched_sweep_uprobe", MFD_CLOEXEC | MFD_EXEC);
+	/* vm.memfd_noexec=2 refuses MFD_EXEC; PROT_EXEC mappings still work. */
+	if (fd < 0)
+		fd = memfd_create("touched_sweep_uprobe",
+				  MFD_CLOEXEC | MFD_NOEXEC_SEAL);
 	ASSERT_GE(fd, 0);
 	orig = calloc(4, page_size);
 	ASSERT_NE(NULL, orig);
@@ -2131,6 +2140,7 @@ TEST_F(ts, uprobe_breakpoint_reported)
 	EXPECT_NONE(self->pidfd, text, 4, CLEAR);
 
 	/* A leftover of an earlier run would make the new definition fail. */
+	write_file(UPROBE_ENABLE, "0");
 	write_file(UPROBE_EVENTS, "-:touched_sweep/bp");
 	snprintf(cmd, sizeof(cmd), "p:touched_sweep/bp /proc/self/fd/%d:%#zx",
 		 fd, 2 * page_size + off);
