@@ -138,6 +138,9 @@ def test_odirect_mismatch_or_missing_result_fails(tmp_path: Path) -> None:
     result = tmp_path / "odirect_mismatches"
     c = suite._odirect_counts(result)
     assert not c.ok and "did not run" in c.note
+    result.write_text("")
+    c = suite._odirect_counts(result)
+    assert not c.ok and "did not run" in c.note
     result.write_text("2\n")
     c = suite._odirect_counts(result)
     assert not c.ok and c.failed == 2

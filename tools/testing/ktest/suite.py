@@ -310,10 +310,10 @@ def _odirect_counts(path: Path) -> Counts:
     """The audit boot's O_DIRECT reads, 4 of them: each must read back
     exactly what was written while the sweeper cleared dd's buffer."""
     c = Counts("audit O_DIRECT")
-    if not path.exists():
+    if not path.exists() or not path.read_text().strip():
         c.note = "the O_DIRECT reads did not run"
         c.failed = 1
-    elif int(path.read_text().strip() or "0"):
+    elif int(path.read_text().strip()):
         c.failed = int(path.read_text().strip())
         c.note = f"{c.failed} of 4 reads differ from the file"
     else:
