@@ -32,6 +32,7 @@ import contextlib
 import errno as errno_codes
 import json
 import os
+import select
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -190,20 +191,19 @@ def _running_threads(pid: int) -> list[tuple[str, str]]:
     return running
 
 
-def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
-    """Wait until every thread of ``pid`` is stopped (state T).
+def _wait_stopped(pid: int, pidfd: int, timeout: float = 30.0) -> None:
+    """Wait until every thread of ``pid`` (named by ``pidfd``) is stopped (state T).
 
     SIGSTOP stops the threads one by one as each notices the signal; the
     group leader can show T while another thread still runs and writes.
+    A process that exited takes the signal and never stops: its pidfd
+    turns readable, and that is an error at once.
     """
     deadline = time.monotonic() + timeout
+    exited = select.poll()
+    exited.register(pidfd, select.POLLIN)
     while True:
-        try:
-            state = _state(f"/proc/{pid}/stat")
-        except FileNotFoundError:
-            state = "X"
-        if state in ("Z", "X"):
-            # A zombie takes signals and never stops.
+        if exited.poll(0):
             raise ProcessLookupError(errno_codes.ESRCH, f"pid {pid} exited")
         running = _running_threads(pid)
         if not running:
@@ -235,7 +235,7 @@ def _stopped(pid: int, *, pidfd: int | None = None, resume: bool = True) -> Iter
     start = time.monotonic()
     try:
         signal.pidfd_send_signal(fd, signal.SIGSTOP)
-        _wait_stopped(pid)
+        _wait_stopped(pid, fd)
         yield freeze
     finally:
         try:
