@@ -35,12 +35,9 @@
 #include <sys/uio.h>
 #include <linux/touched_sweep.h>
 
-#ifndef __NR_touched_sweep
-#define __NR_touched_sweep 463
-#endif
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
+/* The system call numbers for older headers, and the wrappers. */
+#include "../selftests/touched_sweep/touched_sweep_helpers.h"
+
 #ifndef __NR_process_madvise
 #define __NR_process_madvise 440
 #endif
@@ -67,7 +64,7 @@ static long sweep(char *start, char *end, unsigned int flags)
 	};
 	long i, n, pages = 0;
 
-	n = syscall(__NR_touched_sweep, pidfd, &a);
+	n = sys_touched_sweep(pidfd, &a);
 	for (i = 0; i < n; i++)
 		pages += (vec[i].end - vec[i].start) / PAGE;
 	return n < 0 ? -1 : pages;
@@ -80,7 +77,7 @@ static int track(char *start, char *end)
 		.start = (uintptr_t)start, .end = (uintptr_t)end,
 	};
 
-	return syscall(__NR_touched_sweep, pidfd, &a);
+	return sys_touched_sweep(pidfd, &a);
 }
 
 static int madvise_cold(const struct iovec *iov, unsigned long n)
@@ -144,7 +141,7 @@ int main(int argc, char **argv)
 	idx = calloc(writes, sizeof(*idx));
 	iov = calloc(writes, sizeof(*iov));
 	hiov = calloc(writes, sizeof(*hiov));
-	pidfd = syscall(__NR_pidfd_open, getpid(), 0);
+	pidfd = sys_pidfd_open(getpid(), 0);
 	base = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	hole = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE,
