@@ -67,6 +67,7 @@ def test_tap_totals(tmp_path: Path) -> None:
                    "# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:0 error:0\n")
     c = suite.tap_counts("k", tap)
     assert (c.passed, c.failed, c.skipped, c.ok) == (2, 1, 0, False)
+    assert c.failures == ["b"]
 
 
 def test_tap_skip_in_guest_is_not_ok(tmp_path: Path) -> None:
@@ -156,6 +157,25 @@ def test_junit_counts(tmp_path: Path) -> None:
     c = suite.junit_counts("r", xml)
     assert (c.passed, c.failed, c.skipped) == (3, 2, 2)
     assert not suite.junit_counts("r", tmp_path / "missing.xml").ok
+
+
+def test_failures_are_named_under_the_summary(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    xml = tmp_path / "r.xml"
+    xml.write_text(
+        '<testsuites><testsuite tests="3" failures="1" errors="1">'
+        '<testcase classname="t.a" name="ok"/>'
+        '<testcase classname="t.a" name="bad"><failure/></testcase>'
+        '<testcase classname="t.b" name="broken"><error/></testcase>'
+        '</testsuite></testsuites>')
+    c = suite.junit_counts("r", xml)
+    assert c.failures == ["t.a::bad", "t.b::broken"]
+    many = suite.Counts("m", failed=20, failures=[f"case {i}" for i in range(20)])
+    suite.print_failures([c, suite.Counts("clean", passed=1), many])
+    out = capsys.readouterr().out
+    assert "r failures:\n  t.a::bad\n  t.b::broken\n" in out
+    assert "clean" not in out
+    assert "  case 11\n  ... and 8 more\n" in out
 
 
 def test_mypy_counts() -> None:
@@ -248,3 +268,22 @@ def test_flaky_baseline_case_is_not_a_pass() -> None:
     merged = mmselftests.merge_runs(runs)
     # A case whose name changes between runs cannot be compared at all.
     assert merged["cow"].cases == {"a": "fail", "b": "pass"}
+
+
+def test_named_run_keeps_the_first_runs_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vm, "VM_DIR", tmp_path / "vm")
+    monkeypatch.setattr(vm, "LOGS", tmp_path / "logs")
+    out, console, lock = vm._claim_run_dir()
+    assert console.name == "guest-console.log"
+    lock.close()
+    (out / "result").write_text("first boot")
+    audit_out, audit_console, lock = vm._claim_run_dir("audit")
+    assert (audit_out.name, audit_console.name) == ("out-audit",
+                                                   "guest-console-audit.log")
+    # A second guest while the first holds its claim takes a numbered one.
+    busy_out, _, busy_lock = vm._claim_run_dir("audit")
+    assert busy_out.name == "out-audit-1"
+    lock.close()
+    busy_lock.close()
+    assert (out / "result").read_text() == "first boot"

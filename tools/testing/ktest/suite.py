@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bench
@@ -35,6 +35,9 @@ class Counts:
     skipped: int = 0
     note: str = ""  # a problem: the run is not ok
     info: str = ""  # shown in the summary, not a problem
+    # What failed, by name, repeated under the summary so that the end of
+    # the output alone says what to look at.
+    failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -55,6 +58,9 @@ def junit_counts(name: str, path: Path) -> Counts:
         c.failed += failed
         c.skipped += skipped
         c.passed += total - failed - skipped
+        for case in s.iter("testcase"):
+            if case.find("failure") is not None or case.find("error") is not None:
+                c.failures.append(f"{case.get('classname')}::{case.get('name')}")
     if c.passed + c.failed + c.skipped == 0:
         c.note = "no tests ran"
     return c
@@ -75,6 +81,7 @@ def tap_counts(name: str, path: Path) -> Counts:
         return Counts(name, note="TAP output has no totals (crashed?)")
     p, f, xf, xp, s, e = map(int, m.groups())
     c = Counts(name, passed=p + xf, failed=f + xp + e, skipped=s)
+    c.failures = re.findall(r"^not ok \d+ (.*)$", text, re.M)
     if s:
         c.note = f"{s} skipped in the patched guest"
     return c
@@ -207,6 +214,23 @@ def summary_line(c: Counts) -> str:
     return line + (f"  ({remark})" if remark else "")
 
 
+# Failures listed under the summary, per line of it; the full list is
+# further up in the output.
+FAILURES_SHOWN = 12
+
+
+def print_failures(counts: list[Counts]) -> None:
+    """Name what failed, under the summary."""
+    for c in counts:
+        if not c.failures:
+            continue
+        print(f"{c.name} failures:")
+        for name in c.failures[:FAILURES_SHOWN]:
+            print(f"  {name}")
+        if len(c.failures) > FAILURES_SHOWN:
+            print(f"  ... and {len(c.failures) - FAILURES_SHOWN} more")
+
+
 def lint() -> int:
     """`ktest lint`: the lint stage alone."""
     counts = run_lint()
@@ -284,7 +308,8 @@ def run_audit_boot(args: argparse.Namespace,
     opts.env["KTEST_MM_SELFTESTS"] = str(
         mmselftests.build(kbuild.TREE, kbuild.headers_dir(args.flavour)))
     stage("audit boot: the debug check of touched_sweep's promise")
-    result = vm.run(image, [str(GUEST_AUDIT)], opts, stream=True)
+    result = vm.run(image, [str(GUEST_AUDIT)], opts, stream=True,
+                    name="audit")
     vm.report(result)
     counts = []
     for name, label in AUDIT_TESTS.items():
@@ -357,7 +382,7 @@ def mm_counts(results: dict[str, mmselftests.TestResult]) -> Counts:
     """Upstream mm selftests: a failure is a case that regressed."""
     cmp = mmselftests.compare(results)
     c = Counts("upstream mm", passed=cmp.passed, failed=len(cmp.regressions),
-               skipped=cmp.skipped)
+               skipped=cmp.skipped, failures=cmp.regressions)
     for line in cmp.regressions:
         print(f"upstream mm selftest regression: {line}", flush=True)
     if cmp.known_failures:
@@ -396,6 +421,7 @@ def run_suite(args: argparse.Namespace) -> int:
         print(summary_line(c))
     line = f"{console.name:16} " + ("clean" if console.ok else "PROBLEMS")
     print(line + (f"  ({console.note})" if console.note else ""))
+    print_failures(counts)
     passed = sum(c.passed for c in counts)
     failed = sum(c.failed for c in [*counts, console])
     skipped = sum(c.skipped for c in counts)

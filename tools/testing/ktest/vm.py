@@ -218,18 +218,21 @@ class _Follower(threading.Thread):
             self.done.wait(0.5)
 
 
-def _claim_run_dir() -> tuple[Path, Path, IO[bytes]]:
+def _claim_run_dir(name: str = "") -> tuple[Path, Path, IO[bytes]]:
     """A fresh output directory and console log for one guest run.
 
-    The first run takes build/vm/out and build/logs/guest-console.log;
-    runs started while it boots take numbered ones, so that several guests
-    can run side by side.  The returned file holds the claim (an flock)
-    until it is closed.
+    The first run takes build/vm/out and build/logs/guest-console.log, or
+    build/vm/out-NAME and build/logs/guest-console-NAME.log for a named
+    run, which a later boot of the same suite then leaves alone; runs
+    started while it boots take numbered ones, so that several guests can
+    run side by side.  The returned file holds the claim (an flock) until
+    it is closed.
     """
+    base = f"-{name}" if name else ""
     LOGS.mkdir(parents=True, exist_ok=True)
     VM_DIR.mkdir(parents=True, exist_ok=True)
     for n in itertools.count():
-        suffix = "" if n == 0 else f"-{n}"
+        suffix = base if n == 0 else f"{base}-{n}"
         lock = open(VM_DIR / f"lock{suffix}", "wb")  # noqa: SIM115 - held by the caller
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -263,15 +266,18 @@ def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     return False
 
 def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
-        *, stream: bool = False) -> RunResult:
-    """Boot @image, run @cmd in the guest and return what happened."""
+        *, stream: bool = False, name: str = "") -> RunResult:
+    """Boot @image, run @cmd in the guest and return what happened.
+
+    @name, if given, names the run's output directory and console log.
+    """
     opts = opts or RunOptions()
     accel = opts.accel
     if accel == "auto":
         usable, why = kvm_usable(image)
         accel = "kvm" if usable else "tcg"
         stage(f"accelerator: {accel} ({why})")
-    out_dir, console_log, lock = _claim_run_dir()
+    out_dir, console_log, lock = _claim_run_dir(name)
     _write_command(out_dir, cmd, opts.env)
 
     append = " ".join([
