@@ -19,10 +19,12 @@ without issuing it; :func:`probe` says why.
 
 from __future__ import annotations
 
+import array
 import contextlib
+import itertools
 import mmap
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -77,8 +79,9 @@ __all__ = [
 ]
 
 PAGE_SIZE: int = mmap.PAGESIZE
-#: Ranges fetched per system call by :func:`sweep`.
-DEFAULT_BATCH = 256
+#: Ranges fetched per system call by :func:`sweep` (96 KiB of entries): enough
+#: that the cost of each call is spread thin over a dense sweep.
+DEFAULT_BATCH = 4096
 
 _RANGE_FLAGS_MASK = int(RangeFlag.TOUCHED | RangeFlag.GONE | RangeFlag.OVERREPORTED)
 
@@ -155,29 +158,169 @@ class Range:
         return _is_int(address) and self.start <= address < self.end  # type: ignore[operator]
 
 
-def _as_tuple(ranges: Iterable[Range]) -> tuple[Range, ...]:
-    return tuple(ranges)
+# A result keeps the kernel's entries as they come, one u64 array of
+# (start, end, flags) triples, so that a sweep costs one copy per call and no
+# object per range.
+_ENTRY_WORDS = 3
+_ENTRY_SIZE = _ENTRY_WORDS * array.array("Q").itemsize
+if ffi.sizeof("struct touched_range") != _ENTRY_SIZE:  # pragma: no cover - depends on the header
+    raise ImportError(f"struct touched_range is not {_ENTRY_WORDS} u64s any more: pysweep needs updating")
+
+# The flag values the kernel reports, as RangeFlag members, so that ranges
+# built from trusted entries skip the enum call.
+_RANGE_FLAGS: dict[int, RangeFlag] = {value: RangeFlag(value) for value in range(_RANGE_FLAGS_MASK + 1)}
+# Range's slots, set directly for ranges from trusted entries: the validators
+# are most of what a Range costs.
+_set_start = Range.__dict__["start"].__set__
+_set_end = Range.__dict__["end"].__set__
+_set_flags = Range.__dict__["flags"].__set__
 
 
-@attrs.frozen
+def _trusted_range(start: int, end: int, flags: int) -> Range:
+    # A Range from entries that are page aligned, with start below end, by
+    # construction; flags outside the mask still meet the validators.
+    known = _RANGE_FLAGS.get(flags)
+    if known is None:
+        return Range(start, end, flags)
+    found: Range = object.__new__(Range)
+    _set_start(found, start)
+    _set_end(found, end)
+    _set_flags(found, known)
+    return found
+
+
+def _check_entries(instance: Any, attribute: attrs.Attribute[array.array[int]], value: object) -> None:
+    if not isinstance(value, array.array) or value.typecode != "Q":
+        raise TypeError(f"entries must be an array of u64 ('Q'), not {type(value).__name__}")
+    if len(value) % _ENTRY_WORDS:
+        raise ValueError(f"{len(value)} entry words are not whole (start, end, flags) triples")
+
+
+@attrs.frozen(init=False, repr=False)
 class SweepResult:
-    """The outcome of :func:`sweep`.
+    """The outcome of :func:`sweep`: the reported ranges in address order, and ``walk_end``.
 
-    ``ranges``: the reported ranges in address order.  ``walk_end``: where
-    the sweep stopped; the window's end when it was swept whole, otherwise
-    the start to resume from (see ``max_ranges``).
+    ``walk_end`` is where the sweep stopped: the window's end when it was
+    swept whole, otherwise the start to resume from (see ``max_ranges``).
+
+    The ranges are kept as the kernel reports them, an array of
+    ``(start, end, flags)`` entries, and read without an object per range:
+    ``len(result)`` counts them, iterating yields ``(start, end, flags)``
+    tuples (``flags`` a plain int of :class:`RangeFlag` bits),
+    :meth:`spans` yields ``(start, end)``, :attr:`pages` and
+    :attr:`touched_pages` count pages, and :meth:`select` keeps the ranges
+    with or without some flags.  :attr:`ranges` gives :class:`Range`
+    objects, built on first use and kept.
+
+    ``SweepResult(ranges, walk_end)`` takes :class:`Range` objects (each one
+    validated when it was made) and a page-aligned ``walk_end``.
     """
 
-    ranges: tuple[Range, ...] = attrs.field(
-        converter=_as_tuple,
-        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(Range)),
-    )
+    _entries: array.array[int] = attrs.field(eq=bytes, validator=_check_entries)
     walk_end: int = attrs.field(validator=_check_address)
+    _ranges: tuple[Range, ...] | None = attrs.field(init=False, default=None, eq=False)
+
+    def __init__(self, ranges: Iterable[Range], walk_end: int) -> None:
+        given = tuple(ranges)
+        for found in given:
+            if not isinstance(found, Range):
+                raise TypeError(f"ranges must be Range objects, not {type(found).__name__}")
+        entries = array.array("Q", itertools.chain.from_iterable((r.start, r.end, r.flags) for r in given))
+        self.__attrs_init__(entries, walk_end)
+        object.__setattr__(self, "_ranges", given)
+
+    @classmethod
+    def _from_entries(cls, entries: array.array[int], walk_end: int) -> SweepResult:
+        """A result over ``entries``, which it takes over: triples that are
+        page aligned, sorted and disjoint by construction (from the kernel or
+        a backend), so they are not checked one by one."""
+        result = cls.__new__(cls)
+        result.__attrs_init__(entries, walk_end)
+        return result
+
+    @classmethod
+    def _from_spans(cls, spans: Iterable[tuple[int, int]], walk_end: int, flags: int = RangeFlag.TOUCHED) -> SweepResult:
+        """A result of ``(start, end)`` spans, all with ``flags``, trusted as by :meth:`_from_entries`."""
+        suffix = (int(flags),)
+        entries = array.array("Q", itertools.chain.from_iterable(map(tuple.__add__, spans, itertools.repeat(suffix))))
+        return cls._from_entries(entries, walk_end)
+
+    def __len__(self) -> int:
+        return len(self._entries) // _ENTRY_WORDS
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        entries = self._entries
+        return zip(entries[0::_ENTRY_WORDS], entries[1::_ENTRY_WORDS], entries[2::_ENTRY_WORDS], strict=True)
+
+    def spans(self) -> Iterator[tuple[int, int]]:
+        """The ``(start, end)`` of every range, in address order."""
+        entries = self._entries
+        return zip(entries[0::_ENTRY_WORDS], entries[1::_ENTRY_WORDS], strict=True)
+
+    @property
+    def ranges(self) -> tuple[Range, ...]:
+        """The ranges as :class:`Range` objects, built on first use."""
+        built = self._ranges
+        if built is None:
+            built = tuple(itertools.starmap(_trusted_range, self))
+            object.__setattr__(self, "_ranges", built)
+        return built
 
     @property
     def pages(self) -> int:
         """Number of pages in all ranges."""
-        return sum(r.pages for r in self.ranges)
+        entries = self._entries
+        return (sum(entries[1::_ENTRY_WORDS]) - sum(entries[0::_ENTRY_WORDS])) // PAGE_SIZE
+
+    @property
+    def touched_pages(self) -> int:
+        """Number of pages in the ranges to copy again: ``TOUCHED`` and not ``GONE``."""
+        return self.select(having=RangeFlag.TOUCHED, lacking=RangeFlag.GONE).pages
+
+    def select(self, *, having: int = 0, lacking: int = 0) -> SweepResult:
+        """The same sweep with only the ranges whose flags have every bit of
+        ``having`` and none of ``lacking``; ``walk_end`` is kept."""
+        if not _is_int(having) or not _is_int(lacking):
+            raise TypeError("having and lacking must be RangeFlag masks")
+        entries = self._entries
+        flags = entries[2::_ENTRY_WORDS]
+        present = set(flags)
+        wanted = {value for value in present if value & having == having and not value & lacking}
+        if wanted == present:
+            return self
+        kept = array.array("Q")
+        if wanted:
+            triples = zip(entries[0::_ENTRY_WORDS], entries[1::_ENTRY_WORDS], flags, strict=True)
+            kept.extend(itertools.chain.from_iterable(itertools.compress(triples, map(wanted.__contains__, flags))))
+        return SweepResult._from_entries(kept, self.walk_end)
+
+    def __repr__(self) -> str:
+        return f"SweepResult(ranges={self.ranges!r}, walk_end={self.walk_end!r})"
+
+    def __reduce__(self) -> tuple[Callable[[array.array[int], int], SweepResult], tuple[array.array[int], int]]:
+        # The entries and walk_end make the value; Range objects built for
+        # .ranges stay behind.
+        return SweepResult._from_entries, (self._entries, self.walk_end)
+
+
+def _append_joined(entries: array.array[int], raw: memoryview, cursor: int) -> None:
+    """Append the ``struct touched_range`` entries in ``raw`` (bytes the
+    kernel wrote from ``cursor`` on) to ``entries``.
+
+    The kernel coalesces the entries of one call, not across calls: the
+    first entry is joined to the last one collected when they meet with
+    equal flags.
+    """
+    start, end, flags = raw[:_ENTRY_SIZE].cast("Q")
+    if start < cursor:
+        raise RuntimeError(f"touched_sweep reported a range at {start:#x}, below where the call started ({cursor:#x})")
+    if entries and entries[-2] == start and entries[-1] == flags:
+        entries[-2] = end
+        raw = raw[_ENTRY_SIZE:]
+    entries.frombytes(raw)
+
+
+_new_vec = ffi.new_allocator(should_clear_after_alloc=False)
 
 
 def _pid_of_pidfd(pidfd: int) -> int | None:
@@ -292,24 +435,21 @@ class Target:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         flags = int(SweepFlag.CLEAR) if clear else 0
-        vec = ffi.new("struct touched_range[]", batch)
+        vec_len = batch if max_ranges is None else min(batch, max_ranges)
+        # Not zeroed: only the entries a call reports are read.
+        vec = _new_vec("struct touched_range[]", vec_len)
         vec_address = int(ffi.cast("uintptr_t", vec))
-        ranges: list[Range] = []
+        entries: array.array[int] = array.array("Q")
         cursor = start
         while True:
-            room = batch if max_ranges is None else min(batch, max_ranges - len(ranges))
+            room = vec_len if max_ranges is None else min(vec_len, max_ranges - len(entries) // _ENTRY_WORDS)
             count, walk_end = self._call(Op.SWEEP, cursor, end, flags=flags, vec=vec_address, vec_len=room)
             if count > room:
                 raise RuntimeError(f"touched_sweep reported {count} ranges into room for {room}")
-            for entry in vec[0:count]:
-                found = Range(entry.start, entry.end, entry.flags)
-                last = ranges[-1] if ranges else None
-                if last is not None and last.end == found.start and last.flags == found.flags:
-                    ranges[-1] = Range(last.start, found.end, last.flags)
-                else:
-                    ranges.append(found)
-            if walk_end == end or (max_ranges is not None and len(ranges) >= max_ranges):
-                return SweepResult(ranges, walk_end)
+            if count:
+                _append_joined(entries, memoryview(ffi.buffer(vec, count * _ENTRY_SIZE)), cursor)
+            if walk_end == end or (max_ranges is not None and len(entries) // _ENTRY_WORDS >= max_ranges):
+                return SweepResult._from_entries(entries, walk_end)
             if not cursor < walk_end < end:
                 raise RuntimeError(f"touched_sweep stopped at {walk_end:#x}, outside ({cursor:#x}, {end:#x})")
             cursor = walk_end

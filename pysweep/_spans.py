@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import attrs
 
-from pysweep import Range, RangeFlag, SweepResult
+from pysweep import SweepResult
 from pysweep._syscall import SweepError
 
 __all__ = ["BackendError", "Spans", "check_mapped", "limited_result", "mapped"]
@@ -154,5 +154,5 @@ def limited_result(found: Spans, start: int, end: int, max_ranges: int | None) -
     if max_ranges is not None and len(items) > max_ranges:
         walk_end = items[max_ranges][0]
         items = items[:max_ranges]
-    ranges = [Range(a, b, RangeFlag.TOUCHED) for a, b in items]
-    return SweepResult(ranges, walk_end), Spans.of(start, walk_end)
+    # Normalized spans are sorted, disjoint and apart: the entries need no check.
+    return SweepResult._from_spans(items, walk_end), Spans.of(start, walk_end)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno as errno_codes
+import functools
 import json
 import os
 import select
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pysweep import PAGE_SIZE, Range, RangeFlag, SweepError, SweepResult
+from pysweep import PAGE_SIZE, RangeFlag, SweepError, SweepResult
 from pysweep.tracker import BackendUnavailableError, Tracker, available_backends, backend_names
 
 if TYPE_CHECKING:
@@ -368,9 +369,14 @@ def untrack_window(tracker: Tracker, window: tuple[int, int]) -> None:
 # Sweep results.
 
 
-def flag_names(flags: RangeFlag) -> list[str]:
+@functools.cache
+def _flag_names(flags: int) -> tuple[str, ...]:
+    return tuple(str(member.name) for member in RangeFlag if member & flags)
+
+
+def flag_names(flags: int) -> list[str]:
     """``TOUCHED|OVERREPORTED`` -> ``["TOUCHED", "OVERREPORTED"]``."""
-    return [str(member.name) for member in RangeFlag if member & flags]
+    return list(_flag_names(int(flags)))
 
 
 @dataclass(frozen=True)
@@ -385,16 +391,16 @@ class Totals:
     overreported_pages: int
 
     @classmethod
-    def of(cls, ranges: Sequence[Range]) -> Totals:
-        touched = [r for r in ranges if r.touched and not r.gone]
-        gone = [r for r in ranges if r.gone]
+    def of(cls, result: SweepResult) -> Totals:
+        touched = result.select(having=RangeFlag.TOUCHED, lacking=RangeFlag.GONE)
+        gone = result.select(having=RangeFlag.GONE)
         return cls(
-            ranges=len(ranges),
+            ranges=len(result),
             touched_ranges=len(touched),
-            touched_pages=sum(r.pages for r in touched),
+            touched_pages=touched.pages,
             gone_ranges=len(gone),
-            gone_pages=sum(r.pages for r in gone),
-            overreported_pages=sum(r.pages for r in touched if r.overreported),
+            gone_pages=gone.pages,
+            overreported_pages=touched.select(having=RangeFlag.OVERREPORTED).pages,
         )
 
     def as_json(self) -> dict[str, int]:
@@ -421,20 +427,22 @@ class Totals:
         return line
 
 
-def range_json(found: Range) -> dict[str, Any]:
+def range_json(start: int, end: int, flags: int) -> dict[str, Any]:
+    """One ``(start, end, flags)`` entry of a result, as ``--json`` prints it."""
     return {
-        "start": _hex(found.start),
-        "end": _hex(found.end),
-        "flags": flag_names(found.flags),
-        "pages": found.pages,
-        "bytes": len(found),
+        "start": _hex(start),
+        "end": _hex(end),
+        "flags": flag_names(flags),
+        "pages": (end - start) // PAGE_SIZE,
+        "bytes": end - start,
     }
 
 
 def result_table(result: SweepResult) -> list[str]:
     """The ranges of ``result`` as table rows under a header, then a total line."""
     rows = [
-        (_hex(r.start), _hex(r.end), human_size(len(r)), str(r.pages), "|".join(flag_names(r.flags))) for r in result.ranges
+        (_hex(start), _hex(end), human_size(end - start), str((end - start) // PAGE_SIZE), "|".join(_flag_names(flags)))
+        for start, end, flags in result
     ]
     header = ("start", "end", "size", "pages", "flags")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -442,7 +450,7 @@ def result_table(result: SweepResult) -> list[str]:
     for row in [header, *rows]:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3].rjust(widths[3]), row[4]]
         lines.append("  ".join(cells))
-    lines.append(f"total: {Totals.of(result.ranges).sentence()}")
+    lines.append(f"total: {Totals.of(result).sentence()}")
     return lines
 
 
@@ -537,8 +545,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "walk_end": _hex(result.walk_end),
             "sweep_ms": round(elapsed_ms, 3),
             "tracked": None if report is None else report.as_json(),
-            "ranges": [range_json(r) for r in result.ranges],
-            "totals": Totals.of(result.ranges).as_json(),
+            "ranges": [range_json(*entry) for entry in result],
+            "totals": Totals.of(result).as_json(),
         }
         _write(sys.stdout, json.dumps(document, indent=2))
         return 0
@@ -550,7 +558,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _write(sys.stdout, f"(the sweep stopped at {result.walk_end:#x})")
     for line in result_table(result):
         _write(sys.stdout, line)
-    if not result.ranges and not in_process and report is None and _nothing_tracked(pid, window):
+    if len(result) == 0 and not in_process and report is None and _nothing_tracked(pid, window):
         _write(sys.stderr, f"note: nothing in the window is tracked; `pysweep track {pid}` opts the process in")
     return 0
 
@@ -662,7 +670,7 @@ def _watch(args: argparse.Namespace, tracker: Tracker, pidfd: int, window: tuple
                     return finish("exited", f"pid {pid} exited after {_plural(stats.rounds, 'round')}")
                 raise
             sweep_ms = (time.perf_counter() - start) * 1000
-            totals = Totals.of(result.ranges)
+            totals = Totals.of(result)
             stats.add(totals, sweep_ms)
             if as_json:
                 line = {
@@ -670,7 +678,7 @@ def _watch(args: argparse.Namespace, tracker: Tracker, pidfd: int, window: tuple
                     "elapsed_s": round(time.monotonic() - began, 3),
                     "sweep_ms": round(sweep_ms, 3),
                     "totals": totals.as_json(),
-                    "ranges": [range_json(r) for r in result.ranges],
+                    "ranges": [range_json(*entry) for entry in result],
                 }
                 _write(sys.stdout, json.dumps(line))
             else:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import attrs
 
-from pysweep import PAGE_SIZE, SweepError
+from pysweep import PAGE_SIZE, RangeFlag, SweepError
 from pysweep._native import ffi, lib
 from pysweep.tracker import Tracker
 
@@ -336,14 +336,11 @@ class Dumper:
                 with _stopped(self.pid, pidfd=self._pidfd) as freeze:
                     result = self.tracker.sweep(lo, hi, clear=True)
                 self.sweep_stops_s += freeze.seconds
-            todo = []
-            for r in result.ranges:
-                if r.gone:
-                    gone.append([hex(r.start), hex(r.end)])
-                    for addr in range(r.start, r.end, PAGE_SIZE):
-                        self.image.pop(addr, None)
-                else:
-                    todo.append((r.start, r.end))
+            for start, end in result.select(having=RangeFlag.GONE).spans():
+                gone.append([hex(start), hex(end)])
+                for addr in range(start, end, PAGE_SIZE):
+                    self.image.pop(addr, None)
+            todo = list(result.select(lacking=RangeFlag.GONE).spans())
         t1 = time.monotonic()
         for start, end in todo:
             self._copy(start, end, copied)

@@ -39,10 +39,14 @@ Guarantees and costs:
 
 from __future__ import annotations
 
+import array
 import errno as errno_codes
+import itertools
+import operator
 import os
+from typing import Any
 
-from pysweep import DEFAULT_BATCH, Range, RangeFlag, SweepResult
+from pysweep import _ENTRY_WORDS, DEFAULT_BATCH, RangeFlag, SweepResult
 from pysweep._spans import BackendError, Spans, check_mapped
 from pysweep.tracker import Backend, BackendUnavailableError, Guarantees, register_backend
 
@@ -55,6 +59,10 @@ __all__ = ["PagemapScanBackend"]
 
 _NAME = "pagemap_scan"
 _FEATURES = int(lib.UFFD_FEATURE_WP_ASYNC | lib.UFFD_FEATURE_WP_UNPOPULATED)
+_REGION_SIZE: int = ffi.sizeof("struct page_region")
+# struct page_region is start, end and categories, all u64.
+_REGION_WORDS = _REGION_SIZE // array.array("Q").itemsize
+_TOUCHED = int(RangeFlag.TOUCHED)
 
 
 def _unavailable(errno: int, reason: str) -> BackendUnavailableError:
@@ -103,6 +111,28 @@ def _open_userfaultfd() -> int:
             errno_codes.ENOSYS, f"this kernel ({release}) lacks UFFD_FEATURE_WP_ASYNC or UFFD_FEATURE_WP_UNPOPULATED"
         )
     return int(fd)
+
+
+def _append_written(entries: array.array[int], vec: Any, count: int) -> None:
+    """Append the first ``count`` regions of ``vec`` to ``entries`` as
+    ``TOUCHED`` ranges, joining the ones that meet.
+
+    ``PAGEMAP_SCAN`` does not promise to coalesce: its buffer is flushed as
+    the walk goes, so regions that meet may come within one call as well
+    as across calls.
+    """
+    regions = array.array("Q")
+    regions.frombytes(ffi.buffer(vec, count * _REGION_SIZE))
+    starts, ends = regions[0::_REGION_WORDS], regions[1::_REGION_WORDS]
+    meets = bool(entries) and entries[-2] == starts[0]
+    if not meets and not any(map(operator.eq, ends, starts[1:])):
+        entries.extend(itertools.chain.from_iterable(zip(starts, ends, itertools.repeat(_TOUCHED, count), strict=True)))
+        return
+    for start, end in zip(starts, ends, strict=True):
+        if entries and entries[-2] == start:
+            entries[-2] = end
+        else:
+            entries.extend((start, end, _TOUCHED))
 
 
 def _probe_scan(pagemap: int) -> None:
@@ -262,7 +292,7 @@ class PagemapScanBackend(Backend):
             raise ValueError(f"max_ranges must be at least 1, not {max_ranges}")
         self._fds()
         flags = lib.PM_SCAN_CHECK_WPASYNC | (lib.PM_SCAN_WP_MATCHING if clear else 0)
-        ranges: list[Range] = []
+        entries: array.array[int] = array.array("Q")
         tracked = self._tracked.clip(start, end)
         if clear:
             # A scan that fails on an unregistered VMA has already protected
@@ -274,26 +304,22 @@ class PagemapScanBackend(Backend):
         for index, (piece_start, piece_end) in enumerate(pieces):
             cursor = piece_start
             while cursor < piece_end:
-                room = self._batch if max_ranges is None else min(self._batch, max_ranges - len(ranges))
+                room = self._batch if max_ranges is None else min(self._batch, max_ranges - len(entries) // _ENTRY_WORDS)
                 count, walk_end = self._scan(cursor, piece_end, flags=flags, room=room, mask=lib.PAGE_IS_WRITTEN)
-                for region in self._vec[0:count]:
-                    found = Range(int(region.start), int(region.end), RangeFlag.TOUCHED)
-                    if ranges and ranges[-1].end == found.start:
-                        ranges[-1] = Range(ranges[-1].start, found.end, RangeFlag.TOUCHED)
-                    else:
-                        ranges.append(found)
-                if max_ranges is not None and len(ranges) >= max_ranges:
+                if count:
+                    _append_written(entries, self._vec, count)
+                if max_ranges is not None and len(entries) // _ENTRY_WORDS >= max_ranges:
                     # PAGEMAP_SCAN stops at the first page it had no room
                     # for, and touches nothing from there on.  When the
                     # room ran out with the piece, the first range left out
                     # (if any) lies in a later piece.
                     if walk_end < piece_end:
-                        return SweepResult(ranges, walk_end)
-                    return SweepResult(ranges, self._first_written(pieces[index + 1 :], end))
+                        return SweepResult._from_entries(entries, walk_end)
+                    return SweepResult._from_entries(entries, self._first_written(pieces[index + 1 :], end))
                 if not cursor < walk_end <= piece_end:
                     raise RuntimeError(f"PAGEMAP_SCAN stopped at {walk_end:#x}, outside ({cursor:#x}, {piece_end:#x}]")
                 cursor = walk_end
-        return SweepResult(ranges, end)
+        return SweepResult._from_entries(entries, end)
 
     def _first_written(self, pieces: tuple[tuple[int, int], ...], end: int) -> int:
         # The start of the first written page in ``pieces``, else ``end``;

@@ -31,8 +31,11 @@ def joined(ranges: list[Range]) -> list[Range]:
 
 
 class StandInKernel:
-    """Serves fixed ranges; with ``stop_at_next`` a full vec makes walk_end
-    the next range's start, otherwise the last written range's end."""
+    """Serves fixed ranges, coalescing the entries of one call as the header
+    promises.  When the vec is full, ``stop_at_next`` keeps extending the
+    last entry and makes walk_end the start of the next one; otherwise the
+    call ends with the last written entry, so that the next call may start
+    with a range that meets it with equal flags."""
 
     def __init__(self, ranges: list[Range], *, stop_at_next: bool = False) -> None:
         self.ranges = sorted(ranges, key=lambda r: r.start)
@@ -44,17 +47,21 @@ class StandInKernel:
         self.calls.append({"op": op, "flags": flags, "start": start, "end": end, "vec_len": vec_len})
         if op != Op.SWEEP:
             return 0, 0
-        pending = [r for r in self.ranges if start <= r.start and r.end <= end]
-        written = pending[:vec_len]
+        written: list[Range] = []
+        walk_end = end
+        for r in (r for r in self.ranges if start <= r.start and r.end <= end):
+            last = written[-1] if written else None
+            full = len(written) >= vec_len
+            if last is not None and last.end == r.start and last.flags == r.flags and (self.stop_at_next or not full):
+                written[-1] = Range(last.start, r.end, r.flags)
+            elif full:
+                walk_end = last.end if last is not None and not self.stop_at_next else r.start
+                break
+            else:
+                written.append(r)
         out = ffi.cast("struct touched_range *", vec)
         for i, r in enumerate(written):
             out[i].start, out[i].end, out[i].flags = r.start, r.end, int(r.flags)
-        if len(pending) <= vec_len:
-            walk_end = end
-        elif self.stop_at_next:
-            walk_end = pending[vec_len].start
-        else:
-            walk_end = written[-1].end if written else start
         return len(written), walk_end
 
 

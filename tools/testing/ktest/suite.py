@@ -24,7 +24,7 @@ GUEST_SUITE = REPO / "tools" / "testing" / "ktest" / "guest-suite"
 # Where install-deps puts ruff and mypy; the rest of their configuration
 # (mypy's files among it) is in pyproject.toml.
 LINT_TOOLS = BUILD / "lint-tools"
-RUFF_PATHS = ["pysweep", "tests", "tools/testing/ktest"]
+RUFF_PATHS = ["pysweep", "tests", "tools/testing/ktest", "tools/testing/bench"]
 
 
 @dataclass
