@@ -28,6 +28,7 @@ permission as ptrace-attaching to the process.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno as errno_codes
 import json
@@ -42,6 +43,7 @@ import attrs
 
 from pysweep import PAGE_SIZE, RangeFlag, SweepError
 from pysweep._native import ffi, lib
+from pysweep._spans import Spans
 from pysweep.tracker import Tracker
 
 __all__ = [
@@ -117,6 +119,47 @@ def read_memory(pid: int, start: int, length: int) -> bytes:
     return bytes(buf)
 
 
+def read_available(pid: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """The readable parts of ``[start, end)`` of ``pid``'s memory, as
+    ``(address, data)``, skipping the pages that cannot be read (unmapped
+    meanwhile).
+
+    ``process_vm_readv`` stops at the first page it cannot read and says
+    how much it read before it; the page is skipped and reading goes on
+    after it.  An exited process raises :class:`ProcessLookupError`.
+    """
+    buf = bytearray(end - start)
+    view = memoryview(buf)
+    piece = done = 0
+    while done < end - start:
+        n = lib.pysweep_read_memory(pid, ffi.from_buffer(buf) + done, start + done, end - start - done)
+        if n < 0 and ffi.errno == errno_codes.ESRCH:
+            raise ProcessLookupError(errno_codes.ESRCH, f"process_vm_readv of pid {pid}: {os.strerror(errno_codes.ESRCH)}")
+        if n > 0:
+            done += n
+            continue
+        # Nothing readable at start + done: end the piece, skip the page.
+        if done > piece:
+            yield start + piece, bytes(view[piece:done])
+        done = piece = (done // PAGE_SIZE + 1) * PAGE_SIZE
+    if done > piece:
+        yield start + piece, bytes(view[piece:done])
+
+
+def _overlapping(maps: list[Mapping], spans: Spans) -> set[int]:
+    """The indexes of the mappings in ``maps`` (sorted, disjoint) that
+    ``spans`` overlap: one lookup per span, not per page."""
+    starts = [m.start for m in maps]
+    found = set()
+    for start, end in spans:
+        index = max(bisect.bisect_right(starts, start) - 1, 0)
+        while index < len(maps) and maps[index].start < end:
+            if maps[index].end > start:
+                found.add(index)
+            index += 1
+    return found
+
+
 @attrs.frozen
 class RoundStats:
     """What one round did."""
@@ -179,14 +222,17 @@ def _state(path: str) -> str:
 
 
 def _running_threads(pid: int) -> list[tuple[str, str]]:
-    """``(tid, state)`` of each thread of ``pid`` that is not stopped yet."""
+    """``(tid, state)`` of each thread of ``pid`` that is not stopped yet
+    and can still run."""
     running = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             state = _state(f"/proc/{pid}/task/{tid}/stat")
         except FileNotFoundError:
             continue  # exited meanwhile
-        if state not in ("T", "t"):
+        # A zombie thread (a leader that called pthread_exit()) runs no
+        # more code and never stops.
+        if state not in ("T", "t", "Z", "X"):
             running.append((tid, state))
     return running
 
@@ -279,6 +325,11 @@ class Dumper:
             os.close(self._pidfd)
             raise
         self.image: dict[int, bytes] = {}
+        # The addresses of self.image's pages, as spans, so that the frozen
+        # round compares the image with the mappings range by range; the
+        # spans copied since it was last brought up to date wait in a list.
+        self._held = Spans()
+        self._held_new: list[tuple[int, int]] = []
         self.tracked: list[tuple[int, int]] = []
         self.skipped: list[dict[str, str]] = []
         self.rounds: list[RoundStats] = []
@@ -303,18 +354,30 @@ class Dumper:
                 self.skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
 
     def _copy(self, start: int, end: int, copied: dict[int, bytes]) -> None:
-        """Copy [start, end) into the image; pages that vanished are dropped."""
+        """Copy [start, end) into the image; pages unmapped meanwhile are
+        left out (the sweep reports them gone, or the frozen round finds
+        them unmapped)."""
         for lo in range(start, end, CHUNK):
-            hi = min(end, lo + CHUNK)
-            try:
-                data = read_memory(self.pid, lo, hi - lo)
-            except OSError:
-                # Unmapped meanwhile: the sweep reports it gone.
-                continue
-            for off in range(0, hi - lo, PAGE_SIZE):
-                page = data[off : off + PAGE_SIZE]
-                copied[lo + off] = page
-                self.image[lo + off] = page
+            for at, data in read_available(self.pid, lo, min(end, lo + CHUNK)):
+                for off in range(0, len(data), PAGE_SIZE):
+                    page = data[off : off + PAGE_SIZE]
+                    copied[at + off] = page
+                    self.image[at + off] = page
+                self._held_new.append((at, at + len(data)))
+
+    def held(self) -> Spans:
+        """The addresses the image holds pages for."""
+        if self._held_new:
+            self._held = self._held | Spans(self._held_new)
+            self._held_new = []
+        return self._held
+
+    def _forget(self, spans: Spans) -> None:
+        """Drop the image's pages in ``spans``."""
+        for start, end in spans & self.held():
+            for addr in range(start, end, PAGE_SIZE):
+                self.image.pop(addr, None)
+        self._held = self._held - spans
 
     def _round(self, number: int, frozen: bool) -> RoundStats:
         copied: dict[int, bytes] = {}
@@ -336,10 +399,9 @@ class Dumper:
                 with _stopped(self.pid, pidfd=self._pidfd) as freeze:
                     result = self.tracker.sweep(lo, hi, clear=True)
                 self.sweep_stops_s += freeze.seconds
-            for start, end in result.select(having=RangeFlag.GONE).spans():
-                gone.append([hex(start), hex(end)])
-                for addr in range(start, end, PAGE_SIZE):
-                    self.image.pop(addr, None)
+            gone_spans = list(result.select(having=RangeFlag.GONE).spans())
+            gone = [[hex(start), hex(end)] for start, end in gone_spans]
+            self._forget(Spans(gone_spans))
             todo = list(result.select(lacking=RangeFlag.GONE).spans())
         t1 = time.monotonic()
         for start, end in todo:
@@ -348,12 +410,14 @@ class Dumper:
             # The layout is final now: forget pages no longer mapped (a
             # backend that cannot report unmaps leaves them), and copy whole
             # the mappings that appeared or took the place of gone ones.
+            # Range by range, so that this costs what changed, not what is
+            # tracked.
             current = [m for m in read_maps(self.pid) if dumpable_reason(m) is None]
-            mapped = {a for m in current for a in range(m.start, m.end, PAGE_SIZE)}
-            for addr in [a for a in self.image if a not in mapped]:
-                del self.image[addr]
-            for m in current:
-                if any(a not in self.image for a in range(m.start, m.end, PAGE_SIZE)):
+            now = Spans((m.start, m.end) for m in current)
+            self._forget(self.held() - now)
+            incomplete = _overlapping(current, now - self.held())
+            for index, m in enumerate(current):
+                if index in incomplete:
                     self._copy(m.start, m.end, copied)
                 elif m.shared and not self.tracker.guarantees.reports_zaps:
                     # The backend's mark lives in the page table entry, and

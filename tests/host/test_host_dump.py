@@ -18,6 +18,7 @@ import attrs
 import pytest
 
 from pysweep import PAGE_SIZE, SweepResult, dump
+from pysweep._spans import Spans
 from pysweep.dump import Dumper, Mapping, dumpable_reason, load_image, read_maps, read_memory
 from pysweep.tracker import Backend, Guarantees, register_backend, unregister_backend
 
@@ -189,3 +190,66 @@ def test_non_atomic_sweeps_run_with_every_thread_stopped(
     while len(dump._running_threads(proc.pid)) < 4:
         assert time.monotonic() < deadline, "the target was left stopped"
         time.sleep(0.01)
+
+
+LEADER_EXITS = """
+import ctypes, threading, time
+def worker():
+    while True:
+        time.sleep(0.01)
+threading.Thread(target=worker, daemon=True).start()
+print("ready", flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_leader_that_called_pthread_exit_does_not_hold_up_the_stop() -> None:
+    """The leader of a process whose other threads live on stays a zombie thread, which never stops."""
+    proc = subprocess.Popen([sys.executable, "-c", LEADER_EXITS], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 10
+        while dump._state(f"/proc/{proc.pid}/task/{proc.pid}/stat") != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pidfd = os.pidfd_open(proc.pid)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+            dump._wait_stopped(proc.pid, pidfd, timeout=5)
+            states = sorted(state for _, state in dump._running_threads(proc.pid))
+            assert states == []
+        finally:
+            os.close(pidfd)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_reading_goes_on_past_unreadable_pages() -> None:
+    """A page unmapped in the middle of a copy costs that page, not the rest of the chunk."""
+    area = mmap.mmap(-1, 8 * PAGE_SIZE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    for i in range(8):
+        area[i * PAGE_SIZE] = i + 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    for hole in (3, 6, 7):
+        assert libc.munmap(base + hole * PAGE_SIZE, PAGE_SIZE) == 0
+    pieces = list(dump.read_available(os.getpid(), base, base + 8 * PAGE_SIZE))
+    assert [(at - base) // PAGE_SIZE for at, _ in pieces] == [0, 4]
+    assert [len(data) // PAGE_SIZE for _, data in pieces] == [3, 2]
+    assert [data[off] for _, data in pieces for off in range(0, len(data), PAGE_SIZE)] == [1, 2, 3, 5, 6]
+
+
+def test_reading_an_exited_process_says_so() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    with pytest.raises(ProcessLookupError):
+        list(dump.read_available(proc.pid, 0x10000, 0x10000 + PAGE_SIZE))
+
+
+def test_spans_overlapping_adjacent_mappings_find_each() -> None:
+    maps = [Mapping(0x1000, 0x3000, "rw-p", ""), Mapping(0x3000, 0x5000, "rw-p", ""), Mapping(0x8000, 0x9000, "rw-p", "")]
+    assert dump._overlapping(maps, Spans(((0x2000, 0x4000),))) == {0, 1}
+    assert dump._overlapping(maps, Spans(((0x5000, 0x8000),))) == set()
+    assert dump._overlapping(maps, Spans(((0x0, 0x1000), (0x8800, 0xA000)))) == {2}
