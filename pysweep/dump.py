@@ -35,6 +35,7 @@ import json
 import os
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +51,20 @@ __all__ = [
     "Dumper", "Mapping", "RoundStats", "dumpable_reason", "full_stop_dump", "load_image", "read_maps", "read_memory",
     "verify",
 ]
+
+# Bits 56 to 63 of a /proc/PID/pagemap entry are its top byte.
+_PAGEMAP_ENTRY = 8
+_TOP_BYTE = 7 if sys.byteorder == "little" else 0
+_PM_PRESENT, _PM_SWAP, _PM_EXCLUSIVE = 1 << 7, 1 << 6, 1 << 0
+# 1 for a top byte whose page may have changed without a write fault: not
+# present and not swapped (zapped: it reads as zeros now), or present but
+# not mapped exclusively (the zero page after a read, or a page shared
+# with another process).
+_UNBACKED = bytes(
+    1 if (not top & _PM_PRESENT and not top & _PM_SWAP) or (top & _PM_PRESENT and not top & _PM_EXCLUSIVE) else 0
+    for top in range(256)
+)
+_ZERO_PAGE = bytes(PAGE_SIZE)
 
 # The image's format; bumped on incompatible changes.
 FORMAT = 1
@@ -144,6 +159,31 @@ def read_available(pid: int, start: int, end: int) -> Iterator[tuple[int, bytes]
         done = piece = (done // PAGE_SIZE + 1) * PAGE_SIZE
     if done > piece:
         yield start + piece, bytes(view[piece:done])
+
+
+def _unbacked(pid: int, spans: Spans) -> Spans:
+    """The pages of ``spans`` (private memory of ``pid``) that
+    ``/proc/PID/pagemap`` shows zapped, or mapped to a page the process
+    does not own alone: what a zap changed without a write fault."""
+    found: list[tuple[int, int]] = []
+    with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pagemap:
+        for start, end in spans:
+            page, last = start // PAGE_SIZE, end // PAGE_SIZE
+            while page < last:
+                data = os.pread(pagemap.fileno(), min(last - page, 1 << 20) * _PAGEMAP_ENTRY, page * _PAGEMAP_ENTRY)
+                got = len(data) // _PAGEMAP_ENTRY
+                if not got:
+                    raise OSError(errno_codes.EIO, f"short read of /proc/{pid}/pagemap at page {page:#x}")
+                # One byte per entry, 1 where it matters; runs found in C.
+                flags = data[_TOP_BYTE::_PAGEMAP_ENTRY].translate(_UNBACKED)[:got]
+                index = flags.find(1)
+                while index >= 0:
+                    stop = flags.find(0, index)
+                    stop = got if stop < 0 else stop
+                    found.append(((page + index) * PAGE_SIZE, (page + stop) * PAGE_SIZE))
+                    index = flags.find(1, stop)
+                page += got
+    return Spans(found)
 
 
 def _overlapping(maps: list[Mapping], spans: Spans) -> set[int]:
@@ -330,6 +370,9 @@ class Dumper:
         # spans copied since it was last brought up to date wait in a list.
         self._held = Spans()
         self._held_new: list[tuple[int, int]] = []
+        # Of those, the pages whose copy is all zeros, kept the same way.
+        self._zero = Spans()
+        self._zero_new: list[tuple[int, int]] = []
         self.tracked: list[tuple[int, int]] = []
         self.skipped: list[dict[str, str]] = []
         self.rounds: list[RoundStats] = []
@@ -359,17 +402,27 @@ class Dumper:
         them unmapped)."""
         for lo in range(start, end, CHUNK):
             for at, data in read_available(self.pid, lo, min(end, lo + CHUNK)):
+                zero = self._zero_new
                 for off in range(0, len(data), PAGE_SIZE):
                     page = data[off : off + PAGE_SIZE]
                     copied[at + off] = page
                     self.image[at + off] = page
+                    if page == _ZERO_PAGE:
+                        if zero and zero[-1][1] == at + off:
+                            zero[-1] = (zero[-1][0], at + off + PAGE_SIZE)
+                        else:
+                            zero.append((at + off, at + off + PAGE_SIZE))
                 self._held_new.append((at, at + len(data)))
 
     def held(self) -> Spans:
         """The addresses the image holds pages for."""
         if self._held_new:
-            self._held = self._held | Spans(self._held_new)
-            self._held_new = []
+            # Ranges copied in one round are disjoint, and so never held
+            # a zero page and a non-zero one at the same address.
+            copied = Spans(self._held_new)
+            self._held = self._held | copied
+            self._zero = (self._zero - copied) | Spans(self._zero_new)
+            self._held_new, self._zero_new = [], []
         return self._held
 
     def _forget(self, spans: Spans) -> None:
@@ -378,6 +431,7 @@ class Dumper:
             for addr in range(start, end, PAGE_SIZE):
                 self.image.pop(addr, None)
         self._held = self._held - spans
+        self._zero = self._zero - spans
 
     def _round(self, number: int, frozen: bool) -> RoundStats:
         copied: dict[int, bytes] = {}
@@ -425,6 +479,14 @@ class Dumper:
                     # written, reclaimed and read back shows clean): copy
                     # shared mappings whole.
                     self._copy(m.start, m.end, copied)
+            if not self.tracker.guarantees.reports_zaps:
+                # Nor does such a backend see MADV_DONTNEED and the like: a
+                # zapped page reads as zeros with no write.  As CRIU does,
+                # ask the pagemap which pages are not backed as they were,
+                # and copy those the image holds other than zeros.
+                private = Spans((m.start, m.end) for m in current if not m.shared)
+                for start, end in _unbacked(self.pid, private & self.held()) - self._zero:
+                    self._copy(start, end, copied)
         t2 = time.monotonic()
         stats = RoundStats(number, len(copied), len(copied) * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
         manifest: dict[str, object] = {

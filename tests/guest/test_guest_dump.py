@@ -1,8 +1,9 @@
 """The pre-copy dumper against a target that keeps writing.
 
 The target writes unique values into random pages of a shared and a private
-anonymous mapping, and maps and unmaps a small mapping now and then, all
-through the dump.  The dump must converge to an image equal to the memory
+anonymous mapping, zaps a page of the private one with MADV_DONTNEED now
+and then (reading some back), and maps and unmaps a small mapping now and
+then, all through the dump.  The dump must converge to an image equal to the memory
 of the stopped target, byte for byte, on every backend that can dump
 another process.
 """
@@ -44,6 +45,12 @@ while True:
     off = rng.randrange(size // 8) * 8
     (shared if n & 1 else own)[off:off + 8] = n.to_bytes(8, "little")
     n += 1
+    if n % 500 == 250:
+        # A zap, as allocators do: the page reads as zeros, with no write.
+        page = rng.randrange(size // mmap.PAGESIZE) * mmap.PAGESIZE
+        own.madvise(mmap.MADV_DONTNEED, page, mmap.PAGESIZE)
+        if n % 1000 == 250:
+            own[page]  # and maps the zero page
     if n % 2000 == 0:
         if churn is None:
             churn = mmap.mmap(-1, 16 * mmap.PAGESIZE, flags=private)

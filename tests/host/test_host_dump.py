@@ -253,3 +253,14 @@ def test_spans_overlapping_adjacent_mappings_find_each() -> None:
     assert dump._overlapping(maps, Spans(((0x2000, 0x4000),))) == {0, 1}
     assert dump._overlapping(maps, Spans(((0x5000, 0x8000),))) == set()
     assert dump._overlapping(maps, Spans(((0x0, 0x1000), (0x8800, 0xA000)))) == {2}
+
+
+def test_pagemap_shows_what_a_zap_changed_without_a_write() -> None:
+    """Zapped pages, the zero page after a read and untouched pages; not a page written since."""
+    area = mmap.mmap(-1, 4 * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    area[0] = area[PAGE_SIZE] = 1
+    area.madvise(mmap.MADV_DONTNEED, PAGE_SIZE, PAGE_SIZE)
+    assert area[2 * PAGE_SIZE] == 0  # a read maps the shared zero page
+    found = dump._unbacked(os.getpid(), Spans.of(base, base + 4 * PAGE_SIZE))
+    assert found == Spans.of(base + PAGE_SIZE, base + 4 * PAGE_SIZE)
