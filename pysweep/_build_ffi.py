@@ -71,12 +71,39 @@ static long pysweep_read_memory(int pid, void *local, unsigned long remote,
 
 	return process_vm_readv(pid, &l, 1, &r, 1, 0);
 }
+
+/* UIO_MAXIOV: process_vm_readv() takes at most this many ranges. */
+#define PYSWEEP_READ_RANGES 1024
+
+/*
+ * One process_vm_readv() of @n ranges into local, one after another;
+ * @ranges holds the start and the length of each in turn, @total their sum.
+ */
+static long pysweep_read_ranges(int pid, void *local, unsigned long total,
+				const unsigned long *ranges, unsigned long n)
+{
+	struct iovec l = { .iov_base = local, .iov_len = total };
+	struct iovec r[PYSWEEP_READ_RANGES];
+	unsigned long i;
+
+	if (n > PYSWEEP_READ_RANGES) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		r[i].iov_base = (void *)ranges[2 * i];
+		r[i].iov_len = ranges[2 * i + 1];
+	}
+	return process_vm_readv(pid, &l, 1, r, n, 0);
+}
 """
 
 _CDEF_TAIL = """
 #define PYSWEEP_NR_TOUCHED_SWEEP ...
 long pysweep_touched_sweep(int pidfd, void *args);
 long pysweep_read_memory(int pid, void *local, unsigned long remote, unsigned long len);
+#define PYSWEEP_READ_RANGES ...
+long pysweep_read_ranges(int pid, void *local, unsigned long total, const unsigned long *ranges, unsigned long n);
 """
 
 

@@ -28,16 +28,20 @@ permission as ptrace-attaching to the process.
 
 from __future__ import annotations
 
+import array
 import bisect
 import contextlib
 import errno as errno_codes
+import itertools
 import json
 import os
+import re
 import select
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -70,6 +74,7 @@ _ZERO_PAGE = bytes(PAGE_SIZE)
 FORMAT = 1
 # Copies are made in chunks of at most this many bytes.
 CHUNK = 1 << 22
+_READ_RANGES = int(lib.PYSWEEP_READ_RANGES)
 
 
 @attrs.frozen
@@ -90,16 +95,30 @@ class Mapping:
         return self.perms[3:4] == "s"
 
 
-def read_maps(pid: int) -> list[Mapping]:
-    """The mappings of ``pid``, in address order."""
-    maps = []
-    with open(f"/proc/{pid}/maps") as f:
-        for line in f:
-            fields = line.split(maxsplit=5)
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            path = fields[5].strip() if len(fields) > 5 else ""
-            maps.append(Mapping(start, end, fields[1], path))
-    return maps
+# start-end perms offset dev inode [path]; the path may hold spaces.
+_MAPS_LINE = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+(?: +(.*))?$", re.MULTILINE)
+
+
+def read_maps(pid: int, *, writable_only: bool = False) -> list[Mapping]:
+    """The mappings of ``pid``, in address order; only the writable ones
+    with ``writable_only``.
+
+    The lines are split in one regular expression and a :class:`Mapping`
+    is made only for the lines kept: the frozen round of a dump reads the
+    maps of a stopped process, and most of a process's mappings are
+    read-only.
+    """
+    with open(f"/proc/{pid}/maps", "rb") as f:
+        return parse_maps(f.read(), writable_only=writable_only)
+
+
+def parse_maps(text: bytes, *, writable_only: bool = False) -> list[Mapping]:
+    """The mappings a ``/proc/PID/maps`` text lists; see :func:`read_maps`."""
+    return [
+        Mapping(int(start, 16), int(end, 16), perms.decode(), os.fsdecode(path.strip()))
+        for start, end, perms, path in _MAPS_LINE.findall(text)
+        if not writable_only or perms[1:2] == b"w"
+    ]
 
 
 def dumpable_reason(m: Mapping) -> str | None:
@@ -134,31 +153,55 @@ def read_memory(pid: int, start: int, length: int) -> bytes:
     return bytes(buf)
 
 
-def read_available(pid: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """The readable parts of ``[start, end)`` of ``pid``'s memory, as
-    ``(address, data)``, skipping the pages that cannot be read (unmapped
-    meanwhile).
+def read_spans(pid: int, spans: Iterable[tuple[int, int]]) -> Iterator[tuple[int, bytes]]:
+    """The readable parts of page-aligned ``spans`` of ``pid``'s memory, as
+    ``(address, data)`` in order, skipping the pages that cannot be read
+    (unmapped meanwhile).
 
-    ``process_vm_readv`` stops at the first page it cannot read and says
-    how much it read before it; the page is skipped and reading goes on
-    after it.  An exited process raises :class:`ProcessLookupError`.
+    Up to 1,024 spans and CHUNK bytes go into each ``process_vm_readv``.
+    It stops at the first page it cannot read and says how much it read
+    before it; that page is skipped and reading goes on after it.  An
+    exited process raises :class:`ProcessLookupError`; a refusal
+    (``EPERM``) raises :class:`PermissionError`.
     """
-    buf = bytearray(end - start)
-    view = memoryview(buf)
-    piece = done = 0
-    while done < end - start:
-        n = lib.pysweep_read_memory(pid, ffi.from_buffer(buf) + done, start + done, end - start - done)
-        if n < 0 and ffi.errno == errno_codes.ESRCH:
-            raise ProcessLookupError(errno_codes.ESRCH, f"process_vm_readv of pid {pid}: {os.strerror(errno_codes.ESRCH)}")
-        if n > 0:
-            done += n
-            continue
-        # Nothing readable at start + done: end the piece, skip the page.
-        if done > piece:
-            yield start + piece, bytes(view[piece:done])
-        done = piece = (done // PAGE_SIZE + 1) * PAGE_SIZE
-    if done > piece:
-        yield start + piece, bytes(view[piece:done])
+    pieces = deque((lo, min(end, lo + CHUNK)) for start, end in spans for lo in range(start, end, CHUNK))
+    while pieces:
+        batch: list[tuple[int, int]] = []
+        total = 0
+        while pieces and len(batch) < _READ_RANGES and total + pieces[0][1] - pieces[0][0] <= CHUNK:
+            lo, hi = pieces.popleft()
+            batch.append((lo, hi))
+            total += hi - lo
+        buf = bytearray(total)
+        ranges = array.array("L", itertools.chain.from_iterable((lo, hi - lo) for lo, hi in batch))
+        n = lib.pysweep_read_ranges(pid, ffi.from_buffer(buf), total, ffi.from_buffer("unsigned long[]", ranges),
+                                    len(batch))
+        if n < 0:
+            err = ffi.errno
+            if err == errno_codes.ESRCH:
+                raise ProcessLookupError(err, f"process_vm_readv of pid {pid}: {os.strerror(err)}")
+            if err != errno_codes.EFAULT:
+                raise OSError(err, f"process_vm_readv of pid {pid}: {os.strerror(err)}")
+            n = 0
+        view = memoryview(buf)
+        offset = 0
+        for index, (lo, hi) in enumerate(batch):
+            if offset + hi - lo <= n:
+                yield lo, bytes(view[offset : offset + hi - lo])
+                offset += hi - lo
+                continue
+            # The read stopped in this span: keep what came, skip a page.
+            got = (n - offset) // PAGE_SIZE * PAGE_SIZE
+            if got:
+                yield lo, bytes(view[offset : offset + got])
+            rest = [(lo + got + PAGE_SIZE, hi)] if lo + got + PAGE_SIZE < hi else []
+            pieces.extendleft(reversed(rest + batch[index + 1 :]))
+            break
+
+
+def read_available(pid: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """:func:`read_spans` of the one span ``[start, end)``."""
+    return read_spans(pid, ((start, end),))
 
 
 def _unbacked(pid: int, spans: Spans) -> Spans:
@@ -397,22 +440,25 @@ class Dumper:
                 self.skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
 
     def _copy(self, start: int, end: int, copied: dict[int, bytes]) -> None:
-        """Copy [start, end) into the image; pages unmapped meanwhile are
-        left out (the sweep reports them gone, or the frozen round finds
-        them unmapped)."""
-        for lo in range(start, end, CHUNK):
-            for at, data in read_available(self.pid, lo, min(end, lo + CHUNK)):
-                zero = self._zero_new
-                for off in range(0, len(data), PAGE_SIZE):
-                    page = data[off : off + PAGE_SIZE]
-                    copied[at + off] = page
-                    self.image[at + off] = page
-                    if page == _ZERO_PAGE:
-                        if zero and zero[-1][1] == at + off:
-                            zero[-1] = (zero[-1][0], at + off + PAGE_SIZE)
-                        else:
-                            zero.append((at + off, at + off + PAGE_SIZE))
-                self._held_new.append((at, at + len(data)))
+        """Copy [start, end) into the image; see :meth:`_copy_spans`."""
+        self._copy_spans(((start, end),), copied)
+
+    def _copy_spans(self, spans: Iterable[tuple[int, int]], copied: dict[int, bytes]) -> None:
+        """Copy ``spans`` into the image, many to a system call; pages
+        unmapped meanwhile are left out (the sweep reports them gone, or
+        the frozen round finds them unmapped)."""
+        for at, data in read_spans(self.pid, spans):
+            zero = self._zero_new
+            for off in range(0, len(data), PAGE_SIZE):
+                page = data[off : off + PAGE_SIZE]
+                copied[at + off] = page
+                self.image[at + off] = page
+                if page == _ZERO_PAGE:
+                    if zero and zero[-1][1] == at + off:
+                        zero[-1] = (zero[-1][0], at + off + PAGE_SIZE)
+                    else:
+                        zero.append((at + off, at + off + PAGE_SIZE))
+            self._held_new.append((at, at + len(data)))
 
     def held(self) -> Spans:
         """The addresses the image holds pages for."""
@@ -427,6 +473,8 @@ class Dumper:
 
     def _forget(self, spans: Spans) -> None:
         """Drop the image's pages in ``spans``."""
+        if not spans:
+            return
         for start, end in spans & self.held():
             for addr in range(start, end, PAGE_SIZE):
                 self.image.pop(addr, None)
@@ -458,35 +506,31 @@ class Dumper:
             self._forget(Spans(gone_spans))
             todo = list(result.select(lacking=RangeFlag.GONE).spans())
         t1 = time.monotonic()
-        for start, end in todo:
-            self._copy(start, end, copied)
+        self._copy_spans(todo, copied)
         if frozen:
             # The layout is final now: forget pages no longer mapped (a
             # backend that cannot report unmaps leaves them), and copy whole
             # the mappings that appeared or took the place of gone ones.
             # Range by range, so that this costs what changed, not what is
             # tracked.
-            current = [m for m in read_maps(self.pid) if dumpable_reason(m) is None]
+            current = [m for m in read_maps(self.pid, writable_only=True) if dumpable_reason(m) is None]
             now = Spans((m.start, m.end) for m in current)
             self._forget(self.held() - now)
             incomplete = _overlapping(current, now - self.held())
-            for index, m in enumerate(current):
-                if index in incomplete:
-                    self._copy(m.start, m.end, copied)
-                elif m.shared and not self.tracker.guarantees.reports_zaps:
-                    # The backend's mark lives in the page table entry, and
-                    # reclaim drops the entries of shared memory (a page
-                    # written, reclaimed and read back shows clean): copy
-                    # shared mappings whole.
-                    self._copy(m.start, m.end, copied)
+            # A backend whose mark lives in the page table entry loses it
+            # when reclaim drops the entries of shared memory (a page
+            # written, reclaimed and read back shows clean): copy shared
+            # mappings whole.
+            whole_shared = not self.tracker.guarantees.reports_zaps
+            self._copy_spans([(m.start, m.end) for index, m in enumerate(current)
+                              if index in incomplete or (m.shared and whole_shared)], copied)
             if not self.tracker.guarantees.reports_zaps:
                 # Nor does such a backend see MADV_DONTNEED and the like: a
                 # zapped page reads as zeros with no write.  As CRIU does,
                 # ask the pagemap which pages are not backed as they were,
                 # and copy those the image holds other than zeros.
                 private = Spans((m.start, m.end) for m in current if not m.shared)
-                for start, end in _unbacked(self.pid, private & self.held()) - self._zero:
-                    self._copy(start, end, copied)
+                self._copy_spans(_unbacked(self.pid, private & self.held()) - self._zero, copied)
         t2 = time.monotonic()
         stats = RoundStats(number, len(copied), len(copied) * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
         manifest: dict[str, object] = {
@@ -503,6 +547,9 @@ class Dumper:
         self._pending = (self.out / f"round-{number:03d}", manifest, copied)
         if not frozen:
             self._flush()
+            # Fold this round's copies into the spans now, not in the
+            # frozen round.
+            self.held()
         self.rounds.append(stats)
         if self.progress:
             self.progress(stats)

@@ -264,3 +264,49 @@ def test_pagemap_shows_what_a_zap_changed_without_a_write() -> None:
     assert area[2 * PAGE_SIZE] == 0  # a read maps the shared zero page
     found = dump._unbacked(os.getpid(), Spans.of(base, base + 4 * PAGE_SIZE))
     assert found == Spans.of(base + PAGE_SIZE, base + 4 * PAGE_SIZE)
+
+
+def test_many_spans_are_read_in_batches_past_holes() -> None:
+    """More spans than one process_vm_readv() takes, with unmapped pages among them."""
+    pages = 3000
+    area = mmap.mmap(-1, pages * PAGE_SIZE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    for i in range(pages):
+        area[i * PAGE_SIZE : i * PAGE_SIZE + 4] = i.to_bytes(4, "little")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    holes = {10, 1100, 2998}
+    for hole in holes:
+        assert libc.munmap(base + hole * PAGE_SIZE, PAGE_SIZE) == 0
+    # Every other page as a span of its own, then one span of 3 pages
+    # over the last hole.
+    spans = [(base + i * PAGE_SIZE, base + (i + 1) * PAGE_SIZE) for i in range(0, 2996, 2)]
+    spans.append((base + 2997 * PAGE_SIZE, base + 3000 * PAGE_SIZE))
+    got = {}
+    for at, data in dump.read_spans(os.getpid(), spans):
+        for off in range(0, len(data), PAGE_SIZE):
+            got[(at + off - base) // PAGE_SIZE] = int.from_bytes(data[off : off + 4], "little")
+    want = [i for i in range(0, 2996, 2) if i not in holes] + [2997, 2999]
+    assert sorted(got) == want
+    assert all(got[i] == i for i in got)
+
+
+MAPS_TEXT = (
+    b"55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]\n"
+    b"7f1200000000-7f1200021000 rw-p 00000000 00:00 0 \n"
+    b"7f1300000000-7f1300001000 r--p 00000000 08:01 1234                       /usr/lib/a b.so\n"
+    b"7f1400000000-7f1400002000 rw-s 00000000 00:01 99                         /memfd:x (deleted)\n"
+    b"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]\n"
+)
+
+
+def test_maps_lines_are_split_as_the_kernel_writes_them() -> None:
+    maps = dump.parse_maps(MAPS_TEXT)
+    assert [(m.start, m.end, m.perms, m.path) for m in maps] == [
+        (0x55D0C0A00000, 0x55D0C0A21000, "rw-p", "[heap]"),
+        (0x7F1200000000, 0x7F1200021000, "rw-p", ""),
+        (0x7F1300000000, 0x7F1300001000, "r--p", "/usr/lib/a b.so"),
+        (0x7F1400000000, 0x7F1400002000, "rw-s", "/memfd:x (deleted)"),
+        (0x7FFD00000000, 0x7FFD00021000, "rw-p", "[stack]"),
+    ]
+    assert [m.perms for m in dump.parse_maps(MAPS_TEXT, writable_only=True)] == ["rw-p", "rw-p", "rw-s", "rw-p"]
