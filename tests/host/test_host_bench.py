@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,10 @@ def full_run() -> list[dict[str, Any]]:
             records.append(measurement("threads", mech, [] if mech == "untracked" else [5, 6, 7], vmas=threads,
                                        tracked_mib=32 * threads, touched_pages=8192 * threads,
                                        first_write_ns=[ns, ns + 10, ns - 10]))
+    records.append(measurement("binding", "touched_sweep", [12000, 12500, 13000], tracked_mib=512,
+                               touched_pages=65536))
+    records.append(measurement("binding", "pysweep", [19000, 20000, 21000], tracked_mib=512,
+                               touched_pages=65536))  # 1.6 <= 2
     records.append(memory("per_gib", [1_048_700, 1_048_600, 1_048_800], 1_048_576 + 128,
                           tracked_mib=8192, vmas=1))
     records.append(memory("per_vma", [1_300_000, 1_200_000, 1_250_000], 10000 // 8 + 10000 * 128,
@@ -244,7 +249,7 @@ def test_measurements_are_grouped_by_scenario_and_configuration() -> None:
 
 def test_every_target_met_on_a_good_run() -> None:
     targets = bench.evaluate_targets(parse(full_run()))
-    assert len(targets) == 16  # fourteen ratios (seven of them densities) and two memory records
+    assert len(targets) == 17  # fifteen ratios (seven of them densities) and two memory records
     assert all(t.met is True for t in targets), [(t.name, t.value, t.detail) for t in targets]
     size = target(parse(full_run()), "flat in tracked size")
     assert size.value == pytest.approx(31 / 30) and (size.comparison, size.limit) == ("<=", 1.25)
@@ -369,7 +374,7 @@ def test_write_report(tmp_path: Path, no_matplotlib: None, capsys: pytest.Captur
     status = bench.write_report(parse(records), INFO, tmp_path)
     assert status == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    assert res["accelerator"] == "tcg" and len(res["targets"]) == 16
+    assert res["accelerator"] == "tcg" and len(res["targets"]) == 17
     out = capsys.readouterr().out
     assert "results: " in out and "results.json" in out
     assert "matplotlib is not installed" in out
@@ -480,6 +485,35 @@ def test_bench_arguments_reach_the_program(monkeypatch: pytest.MonkeyPatch, argv
     assert (flavour, opts.memory, opts.cpus, opts.timeout, extra) == ("plain", "6G", 2, 3600, passed)
 
 
+@pytest.mark.parametrize(("args", "program", "binding"), [
+    ([], ["-o", f"{vm.GUEST_OUT}/bench.jsonl"], ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
+    (["-q", "-r", "5", "size", "binding"], ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-q", "-r", "5", "size"],
+     ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl", "--runs", "5"]),
+    (["-m", "touched_sweep", "vmas"], ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-m", "touched_sweep", "vmas"], None),
+    (["binding"], None, ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
+])
+def test_the_guest_runs_the_program_and_the_binding_benchmark(
+        args: list[str], program: list[str] | None, binding: list[str] | None) -> None:
+    """Scenarios go to the program that has them; both write one JSON lines file."""
+    shell, flag, script = bench.guest_command(Path("/bench"), args)
+    assert (shell, flag) == ("sh", "-c")
+    steps = [shlex.split(line.split(" || ")[0]) for line in script.splitlines() if " || " in line]
+    want = []
+    if program is not None:
+        want.append(["/bench", *program])
+    if binding is not None:
+        want.append(["python3", str(bench.PYSWEEP_BENCH), *binding])
+    assert steps == want
+
+
+def test_the_binding_target() -> None:
+    records = [r for r in full_run() if r.get("scenario") != "binding"]
+    records += [measurement("binding", "touched_sweep", [10, 11, 12], touched_pages=65536),
+                measurement("binding", "pysweep", [21, 23, 25], touched_pages=65536)]
+    (target,) = [t for t in bench.evaluate_targets(parse(records)) if "binding" in t.name]
+    assert target.met is False and target.value == pytest.approx(23 / 11)
+
+
 class FakeGuest:
     """Stands in for the build and the guest boot of bench.run()."""
 
@@ -510,7 +544,7 @@ def test_run_boots_once_and_reports(tmp_path: Path, bench_dir: Path, monkeypatch
                                     no_matplotlib: None, capsys: pytest.CaptureFixture[str]) -> None:
     guest = FakeGuest(tmp_path, monkeypatch, jsonl(full_run()))
     assert bench.run("plain", vm.RunOptions(memory="6G"), ["-q"]) == 0
-    assert guest.commands == [[str(tmp_path / "touched_sweep_bench"), "-o", f"{vm.GUEST_OUT}/bench.jsonl", "-q"]]
+    assert guest.commands == [bench.guest_command(tmp_path / "touched_sweep_bench", ["-q"])]
     res = json.loads((bench_dir / "results.json").read_text())
     assert (res["accelerator"], res["guest"]["memory"]) == ("tcg", "6G")
     assert (bench_dir / "bench.jsonl").read_text() == jsonl(full_run())

@@ -169,6 +169,10 @@ def host(count: int, runs: int) -> dict[str, float]:
 # ------------------------------------------------------------ the guest
 
 
+# The clearing sweeps' samples of the last guest() run, in microseconds.
+clearing_samples: dict[str, list[float]] = {}
+
+
 def guest(count: int, runs: int) -> dict[str, float]:
     probe = pysweep.probe()
     if not probe.implemented:
@@ -225,11 +229,28 @@ def guest(count: int, runs: int) -> dict[str, float]:
                 times[name].append(time.perf_counter_ns() - began)
         for name, taken in times.items():
             found[name] = statistics.median(taken) / 1000
+            clearing_samples[name] = [ns / 1000 for ns in taken]
         os.close(pidfd)
     found["ratio peek"] = found["Tracker.sweep peek"] / found["bare peek"]
     found["ratio clear"] = found["Tracker.sweep clear"] / found["bare clear"]
     memory.close()
     return found
+
+
+def bench_records(count: int) -> list[dict[str, object]]:
+    """The clearing sweeps of guest() as measurement records of the
+    benchmark's JSON lines (tools/testing/ktest/bench.py reads them):
+    scenario "binding", the bare call as touched_sweep and Tracker.sweep()
+    as pysweep."""
+    return [
+        {
+            "type": "measurement", "scenario": "binding", "mechanism": mechanism,
+            "tracked_mib": round(2 * count * PAGE_SIZE / (1 << 20), 3), "touched_pages": count, "writes": count,
+            "vmas": 1, "thp": False, "sweep_us": [round(us, 3) for us in clearing_samples[name]],
+            "first_write_ns": [],
+        }
+        for mechanism, name in (("touched_sweep", "bare clear"), ("pysweep", "Tracker.sweep clear"))
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,8 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranges", type=int, default=RANGES, help="single-page ranges swept (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=21, help="repetitions (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    parser.add_argument("--jsonl", type=Path, metavar="FILE",
+                        help="guest: also append the clearing sweeps to FILE as the benchmark's JSON lines")
     args = parser.parse_args(argv)
+    if args.jsonl and args.where != "guest":
+        parser.error("--jsonl goes with guest")
     found = host(args.ranges, args.runs) if args.where == "host" else guest(args.ranges, args.runs)
+    if args.jsonl:
+        with open(args.jsonl, "a") as out:
+            out.writelines(json.dumps(record) + "\n" for record in bench_records(args.ranges))
     if args.json:
         print(json.dumps({"where": args.where, "ranges": args.ranges, "runs": args.runs, "us": found}))
         return 0

@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                     "table with the targets.  A missed target is reported, not an error: "
                     "the exit status is non-zero only if the run or the benchmark failed.",
         epilog="Arguments after -- go to the benchmark program as they are; scenario "
-               "names (size, clustered, touched, vmas, first_write, memory, thp, threads) run only those, "
+               "names (size, clustered, touched, vmas, first_write, memory, thp, threads, and binding, "
+               "which pysweep_bench.py measures) run only those, "
                "e.g. 'ktest bench --quick -- size vmas'.  Through make: "
                "make bench KTEST_ARGS='--quick -- size vmas'.")
     _flavour_arg(p, "plain")
