@@ -896,7 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
         "dump",
         help="copy a running process's memory in rounds (pre-copy), then freeze it briefly",
         description=_fill(
-            "Dump the writable anonymous memory of a running process into DIR, as a pre-copy dumper does.\n"
+            "Dump the writable anonymous memory of a running process, and the pages of its writable private\n"
+            "file mappings it has its own copy of, into DIR, as a pre-copy dumper does.\n"
             "Round 0 copies everything; each later round sweeps and copies only what was written since.  When\n"
             "a round copies less than --converge-bytes, or after --max-rounds rounds, the process is stopped\n"
             "(SIGSTOP, through a pidfd, waiting for every thread), one last round runs, and it is resumed.\n"

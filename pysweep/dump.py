@@ -1,8 +1,9 @@
 """Incremental pre-copy dumps of a running process's memory.
 
-A :class:`Dumper` copies the writable anonymous memory of a process in
-rounds, as CRIU's pre-dumps and pre-copy live migration do.  Round 0
-copies everything tracked; each later round is a clearing sweep, and
+A :class:`Dumper` copies the writable anonymous memory of a process, and
+the pages of its writable private file mappings that it has its own copy
+of, in rounds, as CRIU's pre-dumps and pre-copy live migration do.
+Round 0 copies everything tracked; each later round is a clearing sweep, and
 copies only what it reports.  When a round copies less than
 ``converge_bytes`` (or after ``max_rounds``), the dumper stops the process
 with SIGSTOP, sent through a pidfd opened when the dumper is made (so a
@@ -60,12 +61,15 @@ __all__ = [
 _PAGEMAP_ENTRY = 8
 _TOP_BYTE = 7 if sys.byteorder == "little" else 0
 _PM_PRESENT, _PM_SWAP, _PM_EXCLUSIVE = 1 << 7, 1 << 6, 1 << 0
+_PM_FILE = 1 << 5
 # 1 for a top byte whose page may have changed without a write fault: not
-# present and not swapped (zapped: it reads as zeros now), or present but
-# not mapped exclusively (the zero page after a read, or a page shared
-# with another process).
+# present and not swapped (zapped: it reads as zeros, or as the file, now),
+# or present but not mapped exclusively (the zero page after a read, or a
+# page shared with another process), or a file's page (a private file
+# mapping's copy zapped and read back).
 _UNBACKED = bytes(
-    1 if (not top & _PM_PRESENT and not top & _PM_SWAP) or (top & _PM_PRESENT and not top & _PM_EXCLUSIVE) else 0
+    1 if (not top & _PM_PRESENT and not top & _PM_SWAP)
+    or (top & _PM_PRESENT and (not top & _PM_EXCLUSIVE or top & _PM_FILE)) else 0
     for top in range(256)
 )
 _ZERO_PAGE = bytes(PAGE_SIZE)
@@ -85,6 +89,7 @@ class Mapping:
     end: int
     perms: str
     path: str
+    offset: int = 0
 
     @property
     def size(self) -> int:
@@ -94,9 +99,19 @@ class Mapping:
     def shared(self) -> bool:
         return self.perms[3:4] == "s"
 
+    @property
+    def file_private(self) -> bool:
+        """A private mapping of a file: its pages are the file's until a
+        write gives the process a copy of its own."""
+        return not self.shared and _is_file_path(self.path)
+
+
+def _is_file_path(path: str) -> bool:
+    return bool(path) and not path.startswith("[") and not path.startswith("/dev/zero")
+
 
 # start-end perms offset dev inode [path]; the path may hold spaces.
-_MAPS_LINE = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+(?: +(.*))?$", re.MULTILINE)
+_MAPS_LINE = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \S+(?: +(.*))?$", re.MULTILINE)
 
 
 def read_maps(pid: int, *, writable_only: bool = False) -> list[Mapping]:
@@ -115,8 +130,8 @@ def read_maps(pid: int, *, writable_only: bool = False) -> list[Mapping]:
 def parse_maps(text: bytes, *, writable_only: bool = False) -> list[Mapping]:
     """The mappings a ``/proc/PID/maps`` text lists; see :func:`read_maps`."""
     return [
-        Mapping(int(start, 16), int(end, 16), perms.decode(), os.fsdecode(path.strip()))
-        for start, end, perms, path in _MAPS_LINE.findall(text)
+        Mapping(int(start, 16), int(end, 16), perms.decode(), os.fsdecode(path.strip()), int(offset, 16))
+        for start, end, perms, offset, path in _MAPS_LINE.findall(text)
         if not writable_only or perms[1:2] == b"w"
     ]
 
@@ -124,7 +139,10 @@ def parse_maps(text: bytes, *, writable_only: bool = False) -> list[Mapping]:
 def dumpable_reason(m: Mapping) -> str | None:
     """Why ``m`` is not dumped incrementally, or ``None`` if it is.
 
-    Writable private and shared anonymous memory is dumped; the rest is
+    Writable private and shared anonymous memory is dumped, and so are
+    writable private file mappings (a program's ``.data``, a library's
+    writable segment), of which only the pages the process has its own
+    copy of go into the image: the others are the file's.  The rest is
     skipped, with the reason recorded in the manifest.
     """
     if "w" not in m.perms:
@@ -133,8 +151,8 @@ def dumpable_reason(m: Mapping) -> str | None:
         return "the main stack grows on faults and cannot be tracked"
     if m.path.startswith("[") and m.path not in ("[heap]",) and not m.path.startswith("[anon"):
         return f"special mapping {m.path}"
-    if m.path and not m.path.startswith("[") and not m.path.startswith("/dev/zero"):
-        return "file mapping"
+    if m.shared and _is_file_path(m.path):
+        return "shared file mapping: its content is the file's"
     return None
 
 
@@ -208,6 +226,17 @@ def _unbacked(pid: int, spans: Spans) -> Spans:
     """The pages of ``spans`` (private memory of ``pid``) that
     ``/proc/PID/pagemap`` shows zapped, or mapped to a page the process
     does not own alone: what a zap changed without a write fault."""
+    return _pagemap_runs(pid, spans, _UNBACKED)
+
+
+# 1 for a top byte whose page the process has a copy of its own: present
+# and not a file page, or swapped out.
+_OWN = bytes(1 if (top & _PM_PRESENT and not top & _PM_FILE) or top & _PM_SWAP else 0 for top in range(256))
+
+
+def _pagemap_runs(pid: int, spans: Spans, table: bytes) -> Spans:
+    """The pages of ``spans`` whose ``/proc/PID/pagemap`` entry's top byte
+    ``table`` maps to 1."""
     found: list[tuple[int, int]] = []
     with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pagemap:
         for start, end in spans:
@@ -218,7 +247,7 @@ def _unbacked(pid: int, spans: Spans) -> Spans:
                 if not got:
                     raise OSError(errno_codes.EIO, f"short read of /proc/{pid}/pagemap at page {page:#x}")
                 # One byte per entry, 1 where it matters; runs found in C.
-                flags = data[_TOP_BYTE::_PAGEMAP_ENTRY].translate(_UNBACKED)[:got]
+                flags = data[_TOP_BYTE::_PAGEMAP_ENTRY].translate(table)[:got]
                 index = flags.find(1)
                 while index >= 0:
                     stop = flags.find(0, index)
@@ -227,6 +256,12 @@ def _unbacked(pid: int, spans: Spans) -> Spans:
                     index = flags.find(1, stop)
                 page += got
     return Spans(found)
+
+
+def own_pages(pid: int, spans: Spans) -> Spans:
+    """The pages of ``spans`` (private memory of ``pid``) that the process
+    has a copy of its own: anonymous, or copied from a file on a write."""
+    return _pagemap_runs(pid, spans, _OWN)
 
 
 def _overlapping(maps: list[Mapping], spans: Spans) -> set[int]:
@@ -241,6 +276,12 @@ def _overlapping(maps: list[Mapping], spans: Spans) -> set[int]:
                 found.add(index)
             index += 1
     return found
+
+
+def _file_record(m: Mapping) -> dict[str, str]:
+    """A private file mapping as the manifest lists it: its pages not in the
+    image are the file's, from ``offset`` on."""
+    return {"start": hex(m.start), "end": hex(m.end), "path": m.path, "offset": hex(m.offset)}
 
 
 @attrs.frozen
@@ -377,7 +418,8 @@ def _stopped(pid: int, *, pidfd: int | None = None, resume: bool = True) -> Iter
 
 
 class Dumper:
-    """Dump ``pid``'s writable anonymous memory into ``out`` in rounds.
+    """Dump ``pid``'s writable anonymous memory, and its own pages of its
+    writable private file mappings, into ``out`` in rounds.
 
     ``backend`` is a :class:`~pysweep.tracker.Tracker` backend name.
     ``progress`` is called with each round's :class:`RoundStats`.
@@ -418,6 +460,11 @@ class Dumper:
         self._zero_new: list[tuple[int, int]] = []
         self.tracked: list[tuple[int, int]] = []
         self.skipped: list[dict[str, str]] = []
+        # Private file mappings dumped: the image has the pages the process
+        # has its own copy of, the file the rest.  The spans of those still
+        # mapped as they were.
+        self.file_private: list[dict[str, str]] = []
+        self._file_spans = Spans()
         self.rounds: list[RoundStats] = []
         # How long the process was stopped, from SIGSTOP to SIGCONT.
         self.freeze_s = 0.0
@@ -436,8 +483,11 @@ class Dumper:
                     reason = f"cannot be tracked: {exc.strerror}"
             if reason is None:
                 self.tracked.append((m.start, m.end))
+                if m.file_private:
+                    self.file_private.append(_file_record(m))
             else:
                 self.skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
+        self._file_spans = Spans((int(r["start"], 16), int(r["end"], 16)) for r in self.file_private)
 
     def _copy(self, start: int, end: int, copied: dict[int, bytes]) -> None:
         """Copy [start, end) into the image; see :meth:`_copy_spans`."""
@@ -480,13 +530,16 @@ class Dumper:
                 self.image.pop(addr, None)
         self._held = self._held - spans
         self._zero = self._zero - spans
+        self._file_spans = self._file_spans - spans
 
     def _round(self, number: int, frozen: bool) -> RoundStats:
         copied: dict[int, bytes] = {}
         gone: list[list[str]] = []
         t0 = time.monotonic()
         if number == 0:
-            todo = list(self.tracked)
+            # Of a private file mapping, only the pages already copied from
+            # the file; a write to another one marks it for a later round.
+            todo = list((Spans(self.tracked) - self._file_spans) | own_pages(self.pid, self._file_spans))
         else:
             lo = min(s for s, _ in self.tracked)
             hi = max(e for _, e in self.tracked)
@@ -516,21 +569,31 @@ class Dumper:
             current = [m for m in read_maps(self.pid, writable_only=True) if dumpable_reason(m) is None]
             now = Spans((m.start, m.end) for m in current)
             self._forget(self.held() - now)
-            incomplete = _overlapping(current, now - self.held())
+            incomplete = _overlapping(current, now - self.held() - self._file_spans)
             # A backend whose mark lives in the page table entry loses it
             # when reclaim drops the entries of shared memory (a page
             # written, reclaimed and read back shows clean): copy shared
             # mappings whole.
             whole_shared = not self.tracker.guarantees.reports_zaps
             self._copy_spans([(m.start, m.end) for index, m in enumerate(current)
-                              if index in incomplete or (m.shared and whole_shared)], copied)
+                              if (index in incomplete and not m.file_private) or (m.shared and whole_shared)],
+                             copied)
+            # New private file mappings: the pages that are the process's own.
+            new_files = [m for index, m in enumerate(current) if index in incomplete and m.file_private]
+            if new_files:
+                self._copy_spans(own_pages(self.pid, Spans((m.start, m.end) for m in new_files)), copied)
+                self.file_private += [_file_record(m) for m in new_files]
+                self._file_spans = self._file_spans | Spans((m.start, m.end) for m in new_files)
             if not self.tracker.guarantees.reports_zaps:
                 # Nor does such a backend see MADV_DONTNEED and the like: a
-                # zapped page reads as zeros with no write.  As CRIU does,
-                # ask the pagemap which pages are not backed as they were,
-                # and copy those the image holds other than zeros.
-                private = Spans((m.start, m.end) for m in current if not m.shared)
-                self._copy_spans(_unbacked(self.pid, private & self.held()) - self._zero, copied)
+                # zapped page reads differently with no write.  As CRIU
+                # does, ask the pagemap which pages are not backed as they
+                # were, and copy them again.
+                private = Spans((m.start, m.end) for m in current if not m.shared) & self.held()
+                # A zapped anonymous page reads as zeros; a private file
+                # mapping's reads as the file.
+                anonymous = _unbacked(self.pid, private - self._file_spans) - self._zero
+                self._copy_spans(anonymous | _unbacked(self.pid, private & self._file_spans), copied)
         t2 = time.monotonic()
         stats = RoundStats(number, len(copied), len(copied) * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
         manifest: dict[str, object] = {
@@ -542,6 +605,7 @@ class Dumper:
             "copy_s": stats.copy_s,
             "gone": gone,
             "skipped": self.skipped,
+            "file_private": self.file_private,
         }
         # The frozen round's files are written once the process runs again.
         self._pending = (self.out / f"round-{number:03d}", manifest, copied)
@@ -587,7 +651,8 @@ class Dumper:
         self.freeze_s = freeze.seconds
         self._flush()
         _write_round(self.out / "merged", {"pid": self.pid, "backend": self.tracker.name,
-                                           "skipped": self.skipped}, _runs(self.image))
+                                           "skipped": self.skipped, "file_private": self.file_private},
+                     _runs(self.image))
         return self.rounds
 
 
@@ -600,17 +665,23 @@ def full_stop_dump(pid: int, out: Path) -> tuple[float, int]:
     """
     image: dict[int, bytes] = {}
     skipped = []
+    files = []
     with _stopped(pid) as freeze:
+        whole, of_files = [], []
         for m in read_maps(pid):
             reason = dumpable_reason(m)
             if reason is not None:
                 skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
-                continue
-            for lo in range(m.start, m.end, CHUNK):
-                data = read_memory(pid, lo, min(m.end, lo + CHUNK) - lo)
-                for off in range(0, len(data), PAGE_SIZE):
-                    image[lo + off] = data[off : off + PAGE_SIZE]
-    _write_round(Path(out) / "merged", {"pid": pid, "backend": "none (full stop)", "skipped": skipped}, _runs(image))
+            elif m.file_private:
+                files.append(_file_record(m))
+                of_files.append((m.start, m.end))
+            else:
+                whole.append((m.start, m.end))
+        for at, data in read_spans(pid, Spans(whole) | own_pages(pid, Spans(of_files))):
+            for off in range(0, len(data), PAGE_SIZE):
+                image[at + off] = data[off : off + PAGE_SIZE]
+    _write_round(Path(out) / "merged", {"pid": pid, "backend": "none (full stop)", "skipped": skipped,
+                                        "file_private": files}, _runs(image))
     return freeze.seconds, len(image) * PAGE_SIZE
 
 
@@ -618,7 +689,8 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     """Compare the merged image with ``pid``'s memory; the mismatching pages.
 
     A page mismatches if its content differs, if it is in the image but no
-    longer mapped, or if it is dumpable memory that the image lacks.
+    longer mapped, or if it is dumpable memory that the image lacks (of a
+    private file mapping, a page the process has its own copy of).
 
     The process is stopped for the comparison and resumed after, unless it
     was stopped already (as :meth:`Dumper.run` with ``resume=False`` leaves
@@ -628,8 +700,10 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     # SIGSTOP to a stopped process changes nothing; leave it stopped.
     with _stopped(pid, resume=bool(_running_threads(pid))):
         # Dumpable memory the image lacks counts as mismatching too.
-        bad = [a for m in read_maps(pid) if dumpable_reason(m) is None
-               for a in range(m.start, m.end, PAGE_SIZE) if a not in pages]
+        dumpable = [m for m in read_maps(pid) if dumpable_reason(m) is None]
+        expected = Spans((m.start, m.end) for m in dumpable if not m.file_private) | own_pages(
+            pid, Spans((m.start, m.end) for m in dumpable if m.file_private))
+        bad = [a for start, end in expected for a in range(start, end, PAGE_SIZE) if a not in pages]
         for start, data in _runs(pages):
             try:
                 now = read_memory(pid, start, len(data))

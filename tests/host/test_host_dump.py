@@ -50,7 +50,8 @@ def test_image_of_another_format_is_refused(tmp_path: Path) -> None:
         ("r--p", "", "not writable"),
         ("rw-p", "[stack]", "the main stack grows on faults and cannot be tracked"),
         ("rw-p", "[vvar]", "special mapping [vvar]"),
-        ("rw-p", "/usr/lib/libc.so.6", "file mapping"),
+        ("rw-p", "/usr/lib/libc.so.6", None),
+        ("rw-s", "/memfd:x (deleted)", "shared file mapping: its content is the file's"),
     ],
 )
 def test_what_is_dumped(perms: str, path: str, reason: str | None) -> None:
@@ -310,3 +311,18 @@ def test_maps_lines_are_split_as_the_kernel_writes_them() -> None:
         (0x7FFD00000000, 0x7FFD00021000, "rw-p", "[stack]"),
     ]
     assert [m.perms for m in dump.parse_maps(MAPS_TEXT, writable_only=True)] == ["rw-p", "rw-p", "rw-s", "rw-p"]
+
+
+def test_own_pages_of_a_private_file_mapping(tmp_path: Path) -> None:
+    """The pages a write copied from the file, and anonymous ones; not the file's own."""
+    path = tmp_path / "data"
+    path.write_bytes(bytes(range(256)) * (4 * PAGE_SIZE // 256))
+    with open(path, "r+b") as f:
+        area = mmap.mmap(f.fileno(), 4 * PAGE_SIZE, flags=mmap.MAP_PRIVATE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    assert area[0] == 0 and area[2 * PAGE_SIZE] == 0  # read: the file's pages, mapped
+    area[PAGE_SIZE + 5] = 1  # written: a copy of its own
+    assert dump.own_pages(os.getpid(), Spans.of(base, base + 4 * PAGE_SIZE)) == Spans.of(base + PAGE_SIZE,
+                                                                                          base + 2 * PAGE_SIZE)
+    (m,) = [m for m in read_maps(os.getpid()) if m.start == base]
+    assert m.file_private and m.path == str(path) and m.offset == 0 and dumpable_reason(m) is None
