@@ -147,6 +147,8 @@ def dumpable_reason(m: Mapping) -> str | None:
     """
     if "w" not in m.perms:
         return "not writable"
+    if "r" not in m.perms:
+        return "not readable: process_vm_readv() cannot copy it"
     if m.path in ("[stack]",):
         return "the main stack grows on faults and cannot be tracked"
     if m.path.startswith("[") and m.path not in ("[heap]",) and not m.path.startswith("[anon"):
@@ -183,6 +185,7 @@ def read_spans(pid: int, spans: Iterable[tuple[int, int]]) -> Iterator[tuple[int
     (``EPERM``) raises :class:`PermissionError`.
     """
     pieces = deque((lo, min(end, lo + CHUNK)) for start, end in spans for lo in range(start, end, CHUNK))
+    readable: list[tuple[int, int]] | None = None
     while pieces:
         batch: list[tuple[int, int]] = []
         total = 0
@@ -208,13 +211,28 @@ def read_spans(pid: int, spans: Iterable[tuple[int, int]]) -> Iterator[tuple[int
                 yield lo, bytes(view[offset : offset + hi - lo])
                 offset += hi - lo
                 continue
-            # The read stopped in this span: keep what came, skip a page.
+            # The read stopped in this span: keep what came, and go on after
+            # the page it stopped at, or, outside every readable mapping,
+            # at the next one (the maps are read once, at the first stop).
             got = (n - offset) // PAGE_SIZE * PAGE_SIZE
             if got:
                 yield lo, bytes(view[offset : offset + got])
-            rest = [(lo + got + PAGE_SIZE, hi)] if lo + got + PAGE_SIZE < hi else []
+            if readable is None:
+                readable = [(m.start, m.end) for m in read_maps(pid) if "r" in m.perms]
+            resume = _after_unreadable(readable, lo + got)
+            rest = [(resume, hi)] if resume < hi else []
             pieces.extendleft(reversed(rest + batch[index + 1 :]))
             break
+
+
+def _after_unreadable(readable: list[tuple[int, int]], addr: int) -> int:
+    """Where to read on after the unreadable page at ``addr``: the next
+    page inside a readable mapping, else the start of the next readable
+    mapping (``readable`` is sorted)."""
+    index = bisect.bisect_right(readable, (addr, 1 << 64)) - 1
+    if index >= 0 and readable[index][0] <= addr < readable[index][1]:
+        return addr + PAGE_SIZE
+    return readable[index + 1][0] if index + 1 < len(readable) else 1 << 64
 
 
 def read_available(pid: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -238,6 +256,8 @@ def _pagemap_runs(pid: int, spans: Spans, table: bytes) -> Spans:
     """The pages of ``spans`` whose ``/proc/PID/pagemap`` entry's top byte
     ``table`` maps to 1."""
     found: list[tuple[int, int]] = []
+    if not spans:
+        return Spans()
     with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pagemap:
         for start, end in spans:
             page, last = start // PAGE_SIZE, end // PAGE_SIZE
@@ -496,8 +516,12 @@ class Dumper:
     def _copy_spans(self, spans: Iterable[tuple[int, int]], copied: dict[int, bytes]) -> None:
         """Copy ``spans`` into the image, many to a system call; pages
         unmapped meanwhile are left out (the sweep reports them gone, or
-        the frozen round finds them unmapped)."""
-        for at, data in read_spans(self.pid, spans):
+        the frozen round finds them unmapped), and a copy the image held of
+        such a page is dropped, for it is no longer what the process has."""
+        want = list(spans)
+        read: list[tuple[int, int]] = []
+        for at, data in read_spans(self.pid, want):
+            read.append((at, at + len(data)))
             zero = self._zero_new
             for off in range(0, len(data), PAGE_SIZE):
                 page = data[off : off + PAGE_SIZE]
@@ -509,6 +533,9 @@ class Dumper:
                     else:
                         zero.append((at + off, at + off + PAGE_SIZE))
             self._held_new.append((at, at + len(data)))
+        # The spans are disjoint: a shortfall is a page that was skipped.
+        if sum(end - start for start, end in read) < sum(end - start for start, end in want):
+            self._drop(Spans(want) - Spans(read))
 
     def held(self) -> Spans:
         """The addresses the image holds pages for."""
@@ -521,7 +548,7 @@ class Dumper:
             self._held_new, self._zero_new = [], []
         return self._held
 
-    def _forget(self, spans: Spans) -> None:
+    def _drop(self, spans: Spans) -> None:
         """Drop the image's pages in ``spans``."""
         if not spans:
             return
@@ -530,6 +557,10 @@ class Dumper:
                 self.image.pop(addr, None)
         self._held = self._held - spans
         self._zero = self._zero - spans
+
+    def _forget(self, spans: Spans) -> None:
+        """Drop the image's pages in ``spans``, which are no longer mapped."""
+        self._drop(spans)
         self._file_spans = self._file_spans - spans
 
     def _round(self, number: int, frozen: bool) -> RoundStats:
@@ -562,28 +593,36 @@ class Dumper:
         self._copy_spans(todo, copied)
         if frozen:
             # The layout is final now: forget pages no longer mapped (a
-            # backend that cannot report unmaps leaves them), and copy whole
-            # the mappings that appeared or took the place of gone ones.
-            # Range by range, so that this costs what changed, not what is
-            # tracked.
+            # backend that cannot report unmaps leaves them), and copy what
+            # the image lacks of the mappings.  Range by range, so that this
+            # costs what changed, not what is tracked.
             current = [m for m in read_maps(self.pid, writable_only=True) if dumpable_reason(m) is None]
             now = Spans((m.start, m.end) for m in current)
+            file_now = Spans((m.start, m.end) for m in current if m.file_private)
             self._forget(self.held() - now)
-            incomplete = _overlapping(current, now - self.held() - self._file_spans)
+            # Private file mappings known from before and still mapped as
+            # such; an address another kind of mapping took over (mremap
+            # moves no marks with it on soft_dirty) counts as new.
+            self._file_spans = self._file_spans & file_now
+            # What the image lacks: of anonymous memory, the pages
+            # themselves (a mapping that appeared or grew); of a new private
+            # file mapping, the pages that are the process's own.  What it
+            # holds of a mapping that took the place of another was
+            # reported: as gone and written, or, by soft_dirty, as written
+            # in full.
+            missing = now - self.held() - self._file_spans
+            incomplete = _overlapping(current, missing)
+            new_files = Spans((m.start, m.end) for index, m in enumerate(current)
+                              if m.file_private and index in incomplete)
             # A backend whose mark lives in the page table entry loses it
             # when reclaim drops the entries of shared memory (a page
             # written, reclaimed and read back shows clean): copy shared
             # mappings whole.
-            whole_shared = not self.tracker.guarantees.reports_zaps
-            self._copy_spans([(m.start, m.end) for index, m in enumerate(current)
-                              if (index in incomplete and not m.file_private) or (m.shared and whole_shared)],
-                             copied)
-            # New private file mappings: the pages that are the process's own.
-            new_files = [m for index, m in enumerate(current) if index in incomplete and m.file_private]
-            if new_files:
-                self._copy_spans(own_pages(self.pid, Spans((m.start, m.end) for m in new_files)), copied)
-                self.file_private += [_file_record(m) for m in new_files]
-                self._file_spans = self._file_spans | Spans((m.start, m.end) for m in new_files)
+            shared = Spans((m.start, m.end) for m in current if m.shared and not self.tracker.guarantees.reports_zaps)
+            self._copy_spans((missing - new_files) | shared | own_pages(self.pid, new_files), copied)
+            self._file_spans = self._file_spans | new_files
+            # The merged image's list: the private file mappings as they are.
+            self.file_private = [_file_record(m) for m in current if m.file_private]
             if not self.tracker.guarantees.reports_zaps:
                 # Nor does such a backend see MADV_DONTNEED and the like: a
                 # zapped page reads differently with no write.  As CRIU
@@ -592,8 +631,8 @@ class Dumper:
                 private = Spans((m.start, m.end) for m in current if not m.shared) & self.held()
                 # A zapped anonymous page reads as zeros; a private file
                 # mapping's reads as the file.
-                anonymous = _unbacked(self.pid, private - self._file_spans) - self._zero
-                self._copy_spans(anonymous | _unbacked(self.pid, private & self._file_spans), copied)
+                anonymous = _unbacked(self.pid, private - file_now) - self._zero
+                self._copy_spans(anonymous | _unbacked(self.pid, private & file_now), copied)
         t2 = time.monotonic()
         stats = RoundStats(number, len(copied), len(copied) * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
         manifest: dict[str, object] = {
@@ -697,12 +736,18 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     it), in which case it stays stopped.
     """
     pages = load_image(Path(image_dir) / "merged")
+    manifest = json.loads((Path(image_dir) / "merged" / "manifest.json").read_text())
+    listed = {tuple(sorted(record.items())) for record in manifest.get("file_private", [])}
     # SIGSTOP to a stopped process changes nothing; leave it stopped.
     with _stopped(pid, resume=bool(_running_threads(pid))):
         # Dumpable memory the image lacks counts as mismatching too.
         dumpable = [m for m in read_maps(pid) if dumpable_reason(m) is None]
         expected = Spans((m.start, m.end) for m in dumpable if not m.file_private) | own_pages(
             pid, Spans((m.start, m.end) for m in dumpable if m.file_private))
+        # So do the pages a restore would take from the file, of a private
+        # file mapping the manifest does not list as it is.
+        expected = expected | Spans((m.start, m.end) for m in dumpable
+                                    if m.file_private and tuple(sorted(_file_record(m).items())) not in listed)
         bad = [a for start, end in expected for a in range(start, end, PAGE_SIZE) if a not in pages]
         for start, data in _runs(pages):
             try:

@@ -52,6 +52,7 @@ def test_image_of_another_format_is_refused(tmp_path: Path) -> None:
         ("rw-p", "[vvar]", "special mapping [vvar]"),
         ("rw-p", "/usr/lib/libc.so.6", None),
         ("rw-s", "/memfd:x (deleted)", "shared file mapping: its content is the file's"),
+        ("-w-p", "", "not readable: process_vm_readv() cannot copy it"),
     ],
 )
 def test_what_is_dumped(perms: str, path: str, reason: str | None) -> None:
@@ -326,3 +327,97 @@ def test_own_pages_of_a_private_file_mapping(tmp_path: Path) -> None:
                                                                                           base + 2 * PAGE_SIZE)
     (m,) = [m for m in read_maps(os.getpid()) if m.start == base]
     assert m.file_private and m.path == str(path) and m.offset == 0 and dumpable_reason(m) is None
+
+
+class _NoMarksBackend(Backend):
+    """What soft_dirty sees of a process that changes its layout but writes
+    nothing after round 0: no marks and no GONE ranges."""
+
+    name = "test-no-marks"
+    guarantees = Guarantees(remote=True, atomic=True, range_clear=True, reports_gone=False, reports_zaps=False,
+                            follows_mremap=False, reports_new_mappings=True, cost="none")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def track(self, start: int, end: int) -> None:
+        pass
+
+    def untrack(self, start: int, end: int) -> None:
+        pass
+
+    def sweep(self, start: int, end: int, *, clear: bool = True, max_ranges: int | None = None) -> SweepResult:
+        return SweepResult([], end)
+
+
+LAYOUT_TARGET = r"""
+import ctypes, os, sys, mmap
+P = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.mremap.restype = ctypes.c_void_p
+libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+fd = os.open(sys.argv[1], os.O_RDWR)
+base = libc.mmap(None, 64 * P, 0, 0x22, -1, 0)
+anon = libc.mmap(base, 4 * P, 3, 0x32, -1, 0)
+data = libc.mmap(base + 4 * P, 4 * P, 3, 0x12, fd, 0)
+libc.munmap(base + 8 * P, 56 * P)
+if sys.argv[2] != "move":
+    ctypes.memset(anon, 0x41, 4 * P)
+ctypes.memset(data + 3 * P, 0x58, P)
+print(hex(base), flush=True)
+sys.stdin.readline()
+if sys.argv[2] == "truncate":
+    os.ftruncate(fd, 2 * P)
+elif sys.argv[2] == "grow":
+    libc.munmap(data, 4 * P)
+    assert libc.mremap(anon, 4 * P, 8 * P, 0, None) == anon
+elif sys.argv[2] == "move":
+    other = libc.mmap(None, 4 * P, 3, 0x02, fd, 0)
+    assert libc.mremap(other, 4 * P, 4 * P, 3, anon) == anon
+print("ok", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("change", ["truncate", "grow", "move"])
+def test_layout_changes_no_mark_reports_leave_the_image_exact(tmp_path: Path, change: str) -> None:
+    """truncate: a page the process owned is gone with the file's end; grow: an anonymous mapping grows over
+    a private file mapping's old range; move: a private file mapping is moved onto an anonymous one the image
+    holds as zeros.  None of them marks a page; the frozen round must still get the layout right."""
+    data = tmp_path / "data"
+    data.write_bytes(b"F" * 4 * PAGE_SIZE)
+    proc = subprocess.Popen([sys.executable, "-c", LAYOUT_TARGET, str(data), change], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    register_backend(_NoMarksBackend.name, _NoMarksBackend)
+    try:
+        base = int(proc.stdout.readline(), 16)
+
+        def change_layout(stats: dump.RoundStats) -> None:
+            if stats.round == 0:
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                assert proc.stdout.readline() == "ok\n"
+
+        Dumper(proc.pid, tmp_path / "image", backend=_NoMarksBackend.name, max_rounds=1,
+               progress=change_layout).run()
+        bad = dump.verify(tmp_path / "image", proc.pid)
+        # The rest of the process wrote on unmarked: only the test's pages count.
+        assert [(a - base) // PAGE_SIZE for a in bad if base <= a < base + 8 * PAGE_SIZE] == []
+    finally:
+        unregister_backend(_NoMarksBackend.name)
+        proc.kill()
+        proc.wait()
+
+
+def test_an_unmapped_gap_is_skipped_whole() -> None:
+    """After a page outside every mapping, reading resumes at the next mapping, not a page further."""
+    readable = [(0x10000, 0x20000), (0x80000, 0x90000)]
+    assert dump._after_unreadable(readable, 0x11000) == 0x12000  # inside: the next page
+    assert dump._after_unreadable(readable, 0x20000) == 0x80000  # a gap: the next mapping
+    assert dump._after_unreadable(readable, 0x1000) == 0x10000
+    assert dump._after_unreadable(readable, 0x90000) == 1 << 64
