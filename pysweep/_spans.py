@@ -1,5 +1,6 @@
-"""What the mainline backends share: page-aligned span sets, the mapping
-check of ``track``, results built from spans, and their error type.
+"""What the mainline backends and the dumper share: page-aligned span sets,
+runs of pagemap entries, the mapping check of ``track``, results built from
+spans, and their error type.
 
 The touched_sweep backend gets tracked ranges, coalescing and ``walk_end``
 from the kernel.  The mainline backends keep their tracked ranges (and
@@ -9,14 +10,15 @@ from the kernel.  The mainline backends keep their tracked ranges (and
 from __future__ import annotations
 
 import errno as errno_codes
+import os
 from collections.abc import Iterable, Iterator
 
 import attrs
 
-from pysweep import SweepResult
+from pysweep import PAGE_SIZE, SweepResult
 from pysweep._syscall import SweepError
 
-__all__ = ["BackendError", "Spans", "check_mapped", "limited_result", "mapped"]
+__all__ = ["BackendError", "Spans", "check_mapped", "limited_result", "mapped", "pagemap_runs"]
 
 Span = tuple[int, int]
 
@@ -124,6 +126,38 @@ def mapped(pid: int | str, start: int, end: int) -> Spans:
             if vma_start >= end:
                 break
             found.append((max(vma_start, start), min(vma_end, end)))
+    return Spans(found)
+
+
+# Bytes per /proc/PID/pagemap entry; entries read per pread (4 GiB of
+# address space in 8 MiB).
+_PAGEMAP_ENTRY = 8
+_PAGEMAP_CHUNK = 1 << 20
+
+
+def pagemap_runs(pagemap: int, spans: Spans, byte: int, table: bytes) -> Spans:
+    """The pages of ``spans`` whose ``/proc/PID/pagemap`` entry (read from
+    the open file ``pagemap``) has a byte ``byte`` that ``table`` maps to 1.
+
+    One byte per entry is picked out and translated, and the runs of 1 are
+    found with ``bytes.find``: no Python work per page.
+    """
+    found: list[Span] = []
+    for start, end in spans:
+        page, last = start // PAGE_SIZE, end // PAGE_SIZE
+        while page < last:
+            data = os.pread(pagemap, min(last - page, _PAGEMAP_CHUNK) * _PAGEMAP_ENTRY, page * _PAGEMAP_ENTRY)
+            got = len(data) // _PAGEMAP_ENTRY
+            if not got:
+                raise OSError(errno_codes.EIO, f"short pagemap read at page {page:#x}")
+            flags = data[byte::_PAGEMAP_ENTRY].translate(table)[:got]
+            index = flags.find(1)
+            while index >= 0:
+                stop = flags.find(0, index)
+                stop = got if stop < 0 else stop
+                found.append(((page + index) * PAGE_SIZE, (page + stop) * PAGE_SIZE))
+                index = flags.find(1, stop)
+            page += got
     return Spans(found)
 
 

@@ -49,7 +49,7 @@ import attrs
 
 from pysweep import PAGE_SIZE, RangeFlag, SweepError
 from pysweep._native import ffi, lib
-from pysweep._spans import Spans
+from pysweep._spans import Spans, pagemap_runs
 from pysweep.tracker import Tracker
 
 __all__ = [
@@ -58,7 +58,6 @@ __all__ = [
 ]
 
 # Bits 56 to 63 of a /proc/PID/pagemap entry are its top byte.
-_PAGEMAP_ENTRY = 8
 _TOP_BYTE = 7 if sys.byteorder == "little" else 0
 _PM_PRESENT, _PM_SWAP, _PM_EXCLUSIVE = 1 << 7, 1 << 6, 1 << 0
 _PM_FILE = 1 << 5
@@ -235,11 +234,6 @@ def _after_unreadable(readable: list[tuple[int, int]], addr: int) -> int:
     return readable[index + 1][0] if index + 1 < len(readable) else 1 << 64
 
 
-def read_available(pid: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """:func:`read_spans` of the one span ``[start, end)``."""
-    return read_spans(pid, ((start, end),))
-
-
 def _unbacked(pid: int, spans: Spans) -> Spans:
     """The pages of ``spans`` (private memory of ``pid``) that
     ``/proc/PID/pagemap`` shows zapped, or mapped to a page the process
@@ -255,27 +249,10 @@ _OWN = bytes(1 if (top & _PM_PRESENT and not top & _PM_FILE) or top & _PM_SWAP e
 def _pagemap_runs(pid: int, spans: Spans, table: bytes) -> Spans:
     """The pages of ``spans`` whose ``/proc/PID/pagemap`` entry's top byte
     ``table`` maps to 1."""
-    found: list[tuple[int, int]] = []
     if not spans:
         return Spans()
     with open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pagemap:
-        for start, end in spans:
-            page, last = start // PAGE_SIZE, end // PAGE_SIZE
-            while page < last:
-                data = os.pread(pagemap.fileno(), min(last - page, 1 << 20) * _PAGEMAP_ENTRY, page * _PAGEMAP_ENTRY)
-                got = len(data) // _PAGEMAP_ENTRY
-                if not got:
-                    raise OSError(errno_codes.EIO, f"short read of /proc/{pid}/pagemap at page {page:#x}")
-                # One byte per entry, 1 where it matters; runs found in C.
-                flags = data[_TOP_BYTE::_PAGEMAP_ENTRY].translate(table)[:got]
-                index = flags.find(1)
-                while index >= 0:
-                    stop = flags.find(0, index)
-                    stop = got if stop < 0 else stop
-                    found.append(((page + index) * PAGE_SIZE, (page + stop) * PAGE_SIZE))
-                    index = flags.find(1, stop)
-                page += got
-    return Spans(found)
+        return pagemap_runs(pagemap.fileno(), spans, _TOP_BYTE, table)
 
 
 def own_pages(pid: int, spans: Spans) -> Spans:
@@ -508,10 +485,6 @@ class Dumper:
             else:
                 self.skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
         self._file_spans = Spans((int(r["start"], 16), int(r["end"], 16)) for r in self.file_private)
-
-    def _copy(self, start: int, end: int, copied: dict[int, bytes]) -> None:
-        """Copy [start, end) into the image; see :meth:`_copy_spans`."""
-        self._copy_spans(((start, end),), copied)
 
     def _copy_spans(self, spans: Iterable[tuple[int, int]], copied: dict[int, bytes]) -> None:
         """Copy ``spans`` into the image, many to a system call; pages

@@ -50,15 +50,12 @@ import threading
 import weakref
 
 from pysweep import PAGE_SIZE, SweepResult
-from pysweep._spans import BackendError, Spans, check_mapped, limited_result
+from pysweep._spans import BackendError, Spans, check_mapped, limited_result, pagemap_runs
 from pysweep.tracker import Backend, BackendUnavailableError, Guarantees, register_backend
 
 __all__ = ["SoftDirtyBackend", "soft_dirty_works"]
 
 _NAME = "soft_dirty"
-_ENTRY = 8
-#: Pagemap entries read per pread (4 GiB of address space in 8 MiB).
-_CHUNK_ENTRIES = 1 << 20
 # Bit 55 is the top bit of byte 6 of a little-endian entry (byte 1 if big).
 _SOFT_DIRTY_BYTE = 6 if sys.byteorder == "little" else 1
 _HIGH_BIT = bytes(0 if value < 0x80 else 1 for value in range(256))
@@ -79,26 +76,7 @@ def _unavailable(errno: int, reason: str) -> BackendUnavailableError:
 
 def _dirty(pagemap: int, spans: Spans) -> Spans:
     """The pages of ``spans`` whose pagemap entry has the soft-dirty bit."""
-    found: list[tuple[int, int]] = []
-    for start, end in spans:
-        page = start // PAGE_SIZE
-        last = end // PAGE_SIZE
-        while page < last:
-            want = min(last - page, _CHUNK_ENTRIES)
-            data = os.pread(pagemap, want * _ENTRY, page * _ENTRY)
-            if len(data) < _ENTRY:
-                raise OSError(errno_codes.EIO, f"short pagemap read at page {page:#x}")
-            got = len(data) // _ENTRY
-            # One byte per entry, 1 where bit 55 is set; runs found in C.
-            flags = data[_SOFT_DIRTY_BYTE::_ENTRY].translate(_HIGH_BIT)[:got]
-            index = flags.find(1)
-            while index >= 0:
-                stop = flags.find(0, index)
-                stop = got if stop < 0 else stop
-                found.append(((page + index) * PAGE_SIZE, (page + stop) * PAGE_SIZE))
-                index = flags.find(1, stop)
-            page += got
-    return Spans(found)
+    return pagemap_runs(pagemap, spans, _SOFT_DIRTY_BYTE, _HIGH_BIT)
 
 
 def _run_self_test() -> tuple[int, str] | None:

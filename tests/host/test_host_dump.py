@@ -237,7 +237,7 @@ def test_reading_goes_on_past_unreadable_pages() -> None:
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     for hole in (3, 6, 7):
         assert libc.munmap(base + hole * PAGE_SIZE, PAGE_SIZE) == 0
-    pieces = list(dump.read_available(os.getpid(), base, base + 8 * PAGE_SIZE))
+    pieces = list(dump.read_spans(os.getpid(), [(base, base + 8 * PAGE_SIZE)]))
     assert [(at - base) // PAGE_SIZE for at, _ in pieces] == [0, 4]
     assert [len(data) // PAGE_SIZE for _, data in pieces] == [3, 2]
     assert [data[off] for _, data in pieces for off in range(0, len(data), PAGE_SIZE)] == [1, 2, 3, 5, 6]
@@ -247,7 +247,7 @@ def test_reading_an_exited_process_says_so() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     with pytest.raises(ProcessLookupError):
-        list(dump.read_available(proc.pid, 0x10000, 0x10000 + PAGE_SIZE))
+        list(dump.read_spans(proc.pid, [(0x10000, 0x10000 + PAGE_SIZE)]))
 
 
 def test_spans_overlapping_adjacent_mappings_find_each() -> None:
