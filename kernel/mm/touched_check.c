@@ -18,9 +18,20 @@
  * clear again.  A page whose contents changed while its mark stayed clear
  * is a write a dumper never copies: through a pin, a plain page reference,
  * a stale TLB entry, or any path the hooks miss.  The audit needs no list
- * of such paths.  File and shmem pages are left out: write(2) and other
- * mappings change them legitimately and leave no trace to check against
- * (the truncation and hole punch selftests cover them).
+ * of such paths.
+ *
+ * Shared memory pages (shmem: memfd, tmpfs, MAP_SHARED|MAP_ANONYMOUS,
+ * SysV shm) are audited too, but they may also change in the two ways the
+ * documentation puts out of scope: write(2) into the page cache, and
+ * stores through another mapping.  Those leave an excuse instead: a page is
+ * recorded only while this is its only mapping and nothing pins it, in
+ * touched_check_shared by page frame as well as in its VMA's record;
+ * shmem_write_end() and every writable entry installed for the page, in any
+ * mm, drop it from touched_check_shared, and a changed page is reported
+ * only if it is still there.  Writes in progress or truncation under the
+ * inode lock are looked at again later.  Pages of other file systems are
+ * not audited: they are written through paths (iomap, netfs, DAX) that
+ * leave no excuse.
  *
  * Track everything (touched_check.track_all=1, also at run time through
  * /sys/module/touched_check/parameters/track_all).  Every eligible VMA
@@ -45,6 +56,7 @@
 #include <linux/pagewalk.h>
 #include <linux/ratelimit.h>
 #include <linux/sched/mm.h>
+#include <linux/shmem_fs.h>
 #include <linux/touched_check.h>
 #include <linux/touched_sweep.h>
 #include <linux/xarray.h>
@@ -81,6 +93,9 @@ static unsigned int remote_write_delay_ms;
 module_param(remote_write_delay_ms, uint, 0644);
 MODULE_PARM_DESC(remote_write_delay_ms,
 		 "Milliseconds the next /proc/PID/mem or ptrace write of a task to itself waits");
+
+/* Recorded shmem pages, by page frame: the hash, until something excuses it. */
+static DEFINE_XARRAY(touched_check_shared);
 
 static atomic_t touched_check_reports;
 static DEFINE_RATELIMIT_STATE(touched_check_rs, 5 * HZ, 10);
@@ -144,20 +159,67 @@ out:
 	return ok;
 }
 
+/*
+ * @nr page frames from @pfn may change in a way out of scope (a writable
+ * entry for them somewhere, write(2)): stop auditing them.
+ */
+static void touched_check_excuse(unsigned long pfn, unsigned long nr)
+{
+	unsigned long idx = pfn;
+	void *entry;
+
+	if (xa_empty(&touched_check_shared))
+		return;
+	/* Look without the lock first: almost no page is recorded. */
+	rcu_read_lock();
+	entry = xa_find(&touched_check_shared, &idx, pfn + nr - 1, XA_PRESENT);
+	rcu_read_unlock();
+	if (!entry)
+		return;
+	xa_for_each_range(&touched_check_shared, idx, entry, pfn, pfn + nr - 1)
+		xa_erase(&touched_check_shared, idx);
+}
+
 void __touched_check_ptes_set(struct mm_struct *mm, unsigned long addr,
 			      pte_t pte, unsigned int nr)
 {
-	if (pte_present(pte) && pte_write(pte) &&
-	    !touched_check_marked(mm, addr, nr))
+	if (!pte_present(pte) || !pte_write(pte))
+		return;
+	touched_check_excuse(pte_pfn(pte), nr);
+	if (!touched_check_marked(mm, addr, nr))
 		touched_check_report(mm, addr, "writable entry, mark clear");
 }
 
 void __touched_check_pmd_set(struct mm_struct *mm, unsigned long addr,
 			     pmd_t pmd)
 {
-	if (pmd_present(pmd) && pmd_write(pmd) &&
-	    !touched_check_marked(mm, addr & PMD_MASK, PMD_SIZE >> PAGE_SHIFT))
+	if (!pmd_present(pmd) || !pmd_write(pmd))
+		return;
+	touched_check_excuse(pmd_pfn(pmd), PMD_SIZE >> PAGE_SHIFT);
+	if (!touched_check_marked(mm, addr & PMD_MASK, PMD_SIZE >> PAGE_SHIFT))
 		touched_check_report(mm, addr, "writable huge entry, mark clear");
+}
+
+/**
+ * touched_check_shared_written - write(2) wrote into a shmem folio
+ * @folio: the folio, locked
+ * @pos: the file position written from
+ * @len: the bytes written
+ *
+ * Out of scope, so no report: the pages written are no longer audited.
+ *
+ * Locking: the inode lock and the folio lock held.
+ */
+void touched_check_shared_written(struct folio *folio, loff_t pos,
+				  unsigned int len)
+{
+	size_t from = offset_in_folio(folio, pos);
+
+	if (!len)
+		return;
+	touched_check_excuse(folio_pfn(folio) + (from >> PAGE_SHIFT),
+			     ((from + len - 1) >> PAGE_SHIFT) -
+			     (from >> PAGE_SHIFT) + 1);
 }
 
 /* What the content audit compares: a page's contents. */
@@ -233,6 +295,66 @@ enum touched_check_next {
 	TOUCHED_CHECK_LATER,	/* swapped out or migrating: look again */
 };
 
+/* Can the content audit look at this file page? */
+static bool touched_check_shared_folio(struct folio *folio)
+{
+	return !folio_test_anon(folio) && !folio_test_large(folio) &&
+	       folio->mapping && shmem_mapping(folio->mapping);
+}
+
+/*
+ * Record a shmem page in touched_check_shared if nothing but this entry
+ * can write it: no other mapping and no pin.  Its hash, or 0 if not.
+ */
+static unsigned long touched_check_shared_record(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+	unsigned long pfn = page_to_pfn(page);
+	unsigned long hash = 0;
+	void *old;
+
+	/*
+	 * Stored before the look at the mappings: an excuse from now on
+	 * erases it, and one from before comes after its mapping was added.
+	 */
+	if (xa_err(xa_store(&touched_check_shared, pfn, xa_mk_value(0),
+			    GFP_NOWAIT | __GFP_NOWARN)))
+		return 0;
+	if (folio_mapcount(folio) == 1 && !folio_maybe_dma_pinned(folio))
+		hash = touched_check_hash(page);
+	old = xa_cmpxchg(&touched_check_shared, pfn, xa_mk_value(0),
+			 hash ? xa_mk_value(hash) : NULL, GFP_NOWAIT);
+	return old == xa_mk_value(0) ? hash : 0;
+}
+
+/*
+ * A recorded shmem page changed while its mark was clear.  A write(2) or a
+ * truncation still under the inode lock marks or excuses it before it
+ * ends: look again later.  Report it unless it was excused.
+ */
+static enum touched_check_next
+touched_check_shared_changed(struct touched_vma *tv, unsigned long idx,
+			     struct page *page, unsigned long hash)
+{
+	struct folio *folio = page_folio(page);
+	unsigned long pfn = page_to_pfn(page);
+
+	/* The contents were read first. */
+	smp_rmb();
+	if (test_bit(idx, tv->marks))
+		return TOUCHED_CHECK_FORGET;
+	if (inode_is_locked(folio->mapping->host))
+		return TOUCHED_CHECK_LATER;
+	/* Excused, or another page recorded in this frame since. */
+	if (xa_cmpxchg(&touched_check_shared, pfn, xa_mk_value(hash), NULL,
+		       GFP_NOWAIT) != xa_mk_value(hash))
+		return TOUCHED_CHECK_FORGET;
+	touched_check_report(tv->vma->vm_mm,
+			     tv->vma->vm_start + idx * PAGE_SIZE,
+			     "shared page contents changed, mark clear");
+	return TOUCHED_CHECK_FORGET;
+}
+
 /*
  * Hash a page whose mark is clear (@settle), or compare it with its hash.
  */
@@ -243,9 +365,11 @@ touched_check_page(struct mm_struct *mm, struct touched_vma *tv,
 	enum touched_check_next next = TOUCHED_CHECK_FORGET;
 	struct vm_area_struct *vma = tv->vma;
 	unsigned long addr = vma->vm_start + idx * PAGE_SIZE;
+	unsigned long now;
 	struct page *page;
 	spinlock_t *ptl;	/* of the page's page table */
 	pte_t *pte, ptent;
+	bool anon;
 
 	pte = touched_check_lock_pte(mm, addr, &ptl);
 	if (!pte)
@@ -263,15 +387,22 @@ touched_check_page(struct mm_struct *mm, struct touched_vma *tv,
 	if (pte_write(ptent))
 		touched_check_report(mm, addr, "writable entry, mark clear");
 	page = vm_normal_page(vma, addr, ptent);
-	if (!page || !PageAnon(page))
+	if (!page)
+		goto out;
+	anon = PageAnon(page);
+	if (!anon && !touched_check_shared_folio(page_folio(page)))
 		goto out;
 	if (settle) {
-		if (!xa_err(xa_store_bh(&tv->hashes, idx,
-					xa_mk_value(touched_check_hash(page)),
-					GFP_NOWAIT | __GFP_NOWARN)))
+		now = anon ? touched_check_hash(page) :
+			     touched_check_shared_record(page);
+		if (now && !xa_err(xa_store_bh(&tv->hashes, idx,
+					       xa_mk_value(now),
+					       GFP_NOWAIT | __GFP_NOWARN)))
 			next = TOUCHED_CHECK_KEEP;
 	} else if (touched_check_hash(page) == hash) {
 		next = TOUCHED_CHECK_KEEP;
+	} else if (!anon) {
+		next = touched_check_shared_changed(tv, idx, page, hash);
 	} else {
 		touched_check_report(mm, addr,
 				     "contents changed, mark clear");
