@@ -279,6 +279,37 @@ void touched_check_forget(struct touched_vma *tv, unsigned long first,
 		xa_erase_bh(&tv->hashes, idx);
 }
 
+/**
+ * touched_check_split - give one half of a split VMA its pages' records
+ * @to: the half's marks
+ * @from: the marks of the VMA before the split
+ * @offset: the half's first page in @from
+ *
+ * The half is checked if the VMA was, and its recorded pages stay audited.
+ * A record that finds no memory is dropped: that page goes unaudited.
+ *
+ * Locking: mmap_lock held for writing, so no sweep records meanwhile, and
+ * the tracking lock.
+ */
+void touched_check_split(struct touched_vma *to, struct touched_vma *from,
+			 unsigned long offset)
+{
+	unsigned long idx;
+	void *entry;
+
+	to->armed = from->armed;
+	xa_for_each_range(&from->hashes, idx, entry, offset,
+			  offset + to->nr_pages - 1) {
+		xa_lock_bh(&to->hashes);
+		if (!xa_err(__xa_store(&to->hashes, idx - offset, entry,
+				       GFP_NOWAIT | __GFP_NOWARN)) &&
+		    xa_get_mark(&from->hashes, idx, TOUCHED_CHECK_PENDING))
+			__xa_set_mark(&to->hashes, idx - offset,
+				      TOUCHED_CHECK_PENDING);
+		xa_unlock_bh(&to->hashes);
+	}
+}
+
 /* The locked page table entry of @addr, or NULL if there is none. */
 static pte_t *touched_check_lock_pte(struct mm_struct *mm, unsigned long addr,
 				     spinlock_t **ptl)

@@ -522,8 +522,8 @@ void touched_vma_split_commit(struct vm_area_struct *vma,
 	spin_lock(&tm->lock);
 	ts->lo->vma = lo;
 	ts->hi->vma = hi;
-	touched_check_inherit(ts->lo, touched_check_armed(ts->old));
-	touched_check_inherit(ts->hi, touched_check_armed(ts->old));
+	touched_check_split(ts->lo, ts->old, 0);
+	touched_check_split(ts->hi, ts->old, vma_pages(lo));
 	if (touched_copy_marks(ts->lo, ts->old, old_start, lo->vm_start,
 			       lo->vm_end))
 		ts->lo->tagged = 1;

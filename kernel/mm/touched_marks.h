@@ -320,15 +320,13 @@ static inline void touched_check_vma_free(struct touched_vma *tv)
 	xa_destroy(&tv->hashes);
 }
 
-/* The halves of a split, or a moved copy, are checked if @from was. */
+void touched_check_split(struct touched_vma *to, struct touched_vma *from,
+			 unsigned long offset);
+
+/* A moved copy is checked: tracking went on in its old range. */
 static inline void touched_check_inherit(struct touched_vma *to, bool armed)
 {
 	to->armed = armed;
-}
-
-static inline bool touched_check_armed(const struct touched_vma *tv)
-{
-	return tv->armed;
 }
 #else
 static inline void touched_check_cleared(struct touched_vma *tv,
@@ -348,9 +346,10 @@ static inline void touched_check_vma_init(struct touched_vma *tv) {}
 static inline void touched_check_vma_free(struct touched_vma *tv) {}
 static inline void touched_check_inherit(struct touched_vma *to, bool armed) {}
 
-static inline bool touched_check_armed(const struct touched_vma *tv)
+static inline void touched_check_split(struct touched_vma *to,
+				       struct touched_vma *from,
+				       unsigned long offset)
 {
-	return false;
 }
 #endif
 
