@@ -1016,11 +1016,12 @@ static int touched_vma_start(struct touched_mm *tm, struct vm_area_struct *vma)
 	 * Every entry is read-only now: GUP-fast pins no more for writing, and
 	 * a pin it took before shows in the pin count after this barrier (see
 	 * sweep_clear_ptes()).  Only pins taken through this mm's page tables
-	 * count, as only writes through them are tracked.
+	 * count, as only writes through them are tracked.  GUP sets
+	 * MMF_HAS_PINNED before it pins, so it is read after the barrier too.
 	 */
+	/* Pairs with try_grab_folio_fast()'s barrier. */
+	smp_mb();
 	if (test_bit(MMF_HAS_PINNED, &vma->vm_mm->flags)) {
-		/* Pairs with try_grab_folio_fast()'s barrier. */
-		smp_mb();
 		walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
 				&touched_pinned_ops, NULL);
 		if (vma_shared_file(vma))
