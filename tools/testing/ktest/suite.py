@@ -287,7 +287,9 @@ def run_guest_tests(args: argparse.Namespace,
 
 
 GUEST_AUDIT = REPO / "tools" / "testing" / "ktest" / "guest-audit"
-AUDIT_TESTS = {"audit-touched_sweep_core_test.tap": "audit core",
+AUDIT_TESTS = {"audit-touched_sweep_test.tap": "audit interface",
+               "audit-touched_sweep_core_test.tap": "audit core",
+               "audit-touched_sweep_fault_test.tap": "audit fault",
                "audit-touched_sweep_stress.tap": "audit stress"}
 
 
@@ -295,8 +297,8 @@ def run_audit_boot(args: argparse.Namespace,
                    image: Path) -> tuple[list[Counts], vm.RunResult]:
     """A second boot with CONFIG_DEBUG_TOUCHED_SWEEP's content audit on.
 
-    The core kselftests and a shorter stress run again, then the upstream
-    COW, mkdirty and PAGEMAP_SCAN tests and O_DIRECT reads with every new
+    The project's kselftests and a shorter stress run again, then the
+    upstream mm selftests of the suite and O_DIRECT reads with every new
     mapping tracked and a sweeper clearing marks; a report of the check, on
     the console or counted, fails the run, and so does an O_DIRECT read
     that differs from what was written.
