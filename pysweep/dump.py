@@ -20,8 +20,17 @@ shared memory, and with them the marks of pages written meanwhile.
 The image is a directory with one subdirectory per round, ``round-NNN``,
 each holding ``manifest.json`` and ``pages.bin`` (the copied ranges, one
 after another), like CRIU's parent images, and ``merged``, the same
-format with the final content of every page.  :func:`verify` compares a
-merged image with a (stopped) process's memory byte for byte.
+format with the final content of every page.  Pages go to disk as they
+are copied, a chunk (CHUNK bytes) at a time: each round's ``pages.bin`` is
+appended to, each page written once, and an index of extents says which
+round holds each page's latest copy; ``merged`` is written from the
+rounds' files at the end, in the kernel (``copy_file_range``) where it
+can.  The dumper keeps only span lists and that index in memory, so its
+memory does not grow with the target's size.  The frozen round keeps its
+copies in memory and writes them once the process runs again (they are
+what one round wrote, little by then); manifests are written when a
+round ends, the merged one last.  :func:`verify` compares a merged image with
+a (stopped) process's memory byte for byte, a chunk at a time.
 
 Memory is read with ``process_vm_readv(2)``, which needs the same
 permission as ptrace-attaching to the process.
@@ -33,6 +42,7 @@ import array
 import bisect
 import contextlib
 import errno as errno_codes
+import functools
 import itertools
 import json
 import os
@@ -44,6 +54,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 
@@ -293,17 +304,124 @@ class RoundStats:
     frozen: bool
 
 
+class _ImageWriter:
+    """One image directory written as its pages come: ``pages.bin``
+    appended to, one range per run, and ``manifest.json`` at the end."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # A chunk of buffer: pages come one at a time in later rounds.
+        self._file = open(path / "pages.bin", "wb", buffering=CHUNK)  # noqa: SIM115 (closed in close())
+        self._ranges: list[list[int]] = []
+        self._offset = 0
+
+    def add(self, start: int, data: bytes | memoryview) -> int:
+        """Append the pages of ``data``, from ``start`` on; where in
+        ``pages.bin`` they go."""
+        offset = self._offset
+        self._file.write(data)
+        self._note(start, start + len(data))
+        return offset
+
+    def _note(self, start: int, end: int) -> None:
+        last = self._ranges[-1] if self._ranges else None
+        if last is not None and last[1] == start:
+            last[1] = end
+        else:
+            self._ranges.append([start, end, self._offset])
+        self._offset += end - start
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def copy_from(self, source: BinaryIO, offset: int, start: int, end: int) -> None:
+        """Append the pages of ``[start, end)`` found at ``offset`` of
+        ``source``, in the kernel where it can (``copy_file_range``)."""
+        done = 0
+        while done < end - start:
+            try:
+                n = os.copy_file_range(source.fileno(), self._file.fileno(), end - start - done, offset + done)
+            except OSError:
+                n = 0
+            if n <= 0:
+                # Not across these file systems: through memory, a chunk at a time.
+                n = self._file.write(os.pread(source.fileno(), min(CHUNK, end - start - done), offset + done))
+                self._file.flush()
+                if n <= 0:
+                    raise OSError(errno_codes.EIO, f"{source.name}: short read at {offset + done}")
+            done += n
+        self._note(start, end)
+
+    def close(self, manifest: dict[str, object]) -> None:
+        self._file.close()
+        ranges = [{"start": hex(start), "end": hex(end), "offset": offset} for start, end, offset in self._ranges]
+        # No indent: json's C encoder, many times faster on many ranges.
+        text = json.dumps({"format": FORMAT, **manifest, "ranges": ranges}) + "\n"
+        (self.path / "manifest.json").write_text(text)
+
+
 def _write_round(path: Path, manifest: dict[str, object], chunks: Iterator[tuple[int, bytes]]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    ranges = []
-    offset = 0
-    with open(path / "pages.bin", "wb") as pages:
-        for start, data in chunks:
-            pages.write(data)
-            ranges.append({"start": hex(start), "end": hex(start + len(data)), "offset": offset})
-            offset += len(data)
-    manifest = {"format": FORMAT, **manifest, "ranges": ranges}
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    writer = _ImageWriter(path)
+    for start, data in chunks:
+        writer.add(start, data)
+    writer.close(manifest)
+
+
+class _PageIndex:
+    """Where the latest copy of each page of the image is: in which round's
+    ``pages.bin``, at which offset.  A later copy of a page replaces the
+    older one's place; :meth:`write_merged` writes the merged image from
+    the rounds' files once they are complete, as CRIU restores from parent
+    images.  It costs about 100 bytes per page held, and an update per page
+    copied or dropped, not per page tracked.
+    """
+
+    # A page's place: its round in the high bits, its page in the file below.
+    _ROUND_SHIFT = 40
+
+    def __init__(self) -> None:
+        self._where: dict[int, int] = {}
+
+    def add(self, start: int, end: int, source: int, offset: int) -> None:
+        """The pages of ``[start, end)`` are now at ``offset`` of file ``source``."""
+        first = (source << self._ROUND_SHIFT) + offset // PAGE_SIZE
+        self._where.update(zip(range(start, end, PAGE_SIZE), itertools.count(first)))
+
+    def drop(self, spans: Spans) -> None:
+        """Forget the pages in ``spans``."""
+        for start, end in spans:
+            for addr in range(start, end, PAGE_SIZE):
+                self._where.pop(addr, None)
+
+    def runs(self) -> Iterator[tuple[int, int, int, int]]:
+        """``(start, end, source, offset)`` of each run of pages that are
+        next to each other in memory and in one file, in address order."""
+        run: list[int] | None = None
+        mask = (1 << self._ROUND_SHIFT) - 1
+        for addr, place in sorted(self._where.items()):
+            if run is not None and run[1] == addr and run[2] + (addr - run[0]) // PAGE_SIZE == place:
+                run[1] = addr + PAGE_SIZE
+                continue
+            if run is not None:
+                yield run[0], run[1], run[2] >> self._ROUND_SHIFT, (run[2] & mask) * PAGE_SIZE
+            run = [addr, addr + PAGE_SIZE, place]
+        if run is not None:
+            yield run[0], run[1], run[2] >> self._ROUND_SHIFT, (run[2] & mask) * PAGE_SIZE
+
+    def write_merged(self, path: Path, sources: list[Path], manifest: dict[str, object]) -> None:
+        """Write the merged image to ``path``, its pages taken from
+        ``sources`` (complete by now) in address order."""
+        writer = _ImageWriter(path)
+        files = [open(source, "rb") for source in sources]  # noqa: SIM115 (closed below)
+        try:
+            writer.flush()
+            for start, end, source, offset in self.runs():
+                writer.copy_from(files[source], offset, start, end)
+        finally:
+            for f in files:
+                f.close()
+        writer.close(manifest)
 
 
 def load_image(path: Path) -> dict[int, bytes]:
@@ -446,8 +564,11 @@ class Dumper:
         except BaseException:
             os.close(self._pidfd)
             raise
-        self.image: dict[int, bytes] = {}
-        # The addresses of self.image's pages, as spans, so that the frozen
+        # Where each page's latest copy is, in the rounds' pages.bin files
+        # (``_sources``, by round), from which the merged image is written.
+        self._index = _PageIndex()
+        self._sources: list[Path] = []
+        # The addresses of the image's pages, as spans, so that the frozen
         # round compares the image with the mappings range by range; the
         # spans copied since it was last brought up to date wait in a list.
         self._held = Spans()
@@ -468,7 +589,12 @@ class Dumper:
         # How long the process was stopped for the clearing sweeps of the
         # rounds before the last, on a backend whose sweep is not atomic.
         self.sweep_stops_s = 0.0
-        self._pending: tuple[Path, dict[str, object], dict[int, bytes]] | None = None
+        self._pending: tuple[_ImageWriter, dict[str, object]] | None = None
+        # While the process is frozen, what would go to disk waits here, in
+        # order, until it runs again: one round's writes, small by then.
+        self._deferred: list[Callable[[], None]] | None = None
+        # What this round copied, to count each page once.
+        self._round_spans: list[tuple[int, int]] = []
 
     def _opt_in(self) -> None:
         for m in read_maps(self.pid):
@@ -486,26 +612,31 @@ class Dumper:
                 self.skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
         self._file_spans = Spans((int(r["start"], 16), int(r["end"], 16)) for r in self.file_private)
 
-    def _copy_spans(self, spans: Iterable[tuple[int, int]], copied: dict[int, bytes]) -> None:
-        """Copy ``spans`` into the image, many to a system call; pages
-        unmapped meanwhile are left out (the sweep reports them gone, or
-        the frozen round finds them unmapped), and a copy the image held of
-        such a page is dropped, for it is no longer what the process has."""
+    def _copy_spans(self, spans: Iterable[tuple[int, int]], copied: _ImageWriter) -> None:
+        """Copy ``spans`` into the image and into the round's ``copied``,
+        many to a system call and a chunk at a time; pages unmapped
+        meanwhile are left out (the sweep reports them gone, or the frozen
+        round finds them unmapped), and a copy the image held of such a
+        page is dropped, for it is no longer what the process has."""
+        source = len(self._sources) - 1
         want = list(spans)
         read: list[tuple[int, int]] = []
         for at, data in read_spans(self.pid, want):
             read.append((at, at + len(data)))
+            self._round_spans.append((at, at + len(data)))
+            self._held_new.append((at, at + len(data)))
+            if self._deferred is None:
+                self._add(copied, source, at, data)
+            else:
+                self._deferred.append(functools.partial(self._add, copied, source, at, data))
             zero = self._zero_new
+            view = memoryview(data)
             for off in range(0, len(data), PAGE_SIZE):
-                page = data[off : off + PAGE_SIZE]
-                copied[at + off] = page
-                self.image[at + off] = page
-                if page == _ZERO_PAGE:
+                if view[off : off + PAGE_SIZE] == _ZERO_PAGE:
                     if zero and zero[-1][1] == at + off:
                         zero[-1] = (zero[-1][0], at + off + PAGE_SIZE)
                     else:
                         zero.append((at + off, at + off + PAGE_SIZE))
-            self._held_new.append((at, at + len(data)))
         # The spans are disjoint: a shortfall is a page that was skipped.
         if sum(end - start for start, end in read) < sum(end - start for start, end in want):
             self._drop(Spans(want) - Spans(read))
@@ -525,11 +656,20 @@ class Dumper:
         """Drop the image's pages in ``spans``."""
         if not spans:
             return
-        for start, end in spans & self.held():
-            for addr in range(start, end, PAGE_SIZE):
-                self.image.pop(addr, None)
+        self._to_disk(functools.partial(self._index.drop, spans & self.held()))
         self._held = self._held - spans
         self._zero = self._zero - spans
+
+    def _add(self, copied: _ImageWriter, source: int, at: int, data: bytes) -> None:
+        self._index.add(at, at + len(data), source, copied.add(at, data))
+
+    def _to_disk(self, *writes: Callable[[], None]) -> None:
+        """Do ``writes`` now, or once the process runs again if it is frozen."""
+        if self._deferred is not None:
+            self._deferred.extend(writes)
+        else:
+            for write in writes:
+                write()
 
     def _forget(self, spans: Spans) -> None:
         """Drop the image's pages in ``spans``, which are no longer mapped."""
@@ -537,7 +677,11 @@ class Dumper:
         self._file_spans = self._file_spans - spans
 
     def _round(self, number: int, frozen: bool) -> RoundStats:
-        copied: dict[int, bytes] = {}
+        copied = _ImageWriter(self.out / f"round-{number:03d}")
+        self._sources.append(copied.path / "pages.bin")
+        self._round_spans = []
+        if frozen:
+            self._deferred = []
         gone: list[list[str]] = []
         t0 = time.monotonic()
         if number == 0:
@@ -607,7 +751,8 @@ class Dumper:
                 anonymous = _unbacked(self.pid, private - file_now) - self._zero
                 self._copy_spans(anonymous | _unbacked(self.pid, private & file_now), copied)
         t2 = time.monotonic()
-        stats = RoundStats(number, len(copied), len(copied) * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
+        pages = Spans(self._round_spans).size() // PAGE_SIZE
+        stats = RoundStats(number, pages, pages * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
         manifest: dict[str, object] = {
             "round": number,
             "pid": self.pid,
@@ -619,8 +764,8 @@ class Dumper:
             "skipped": self.skipped,
             "file_private": self.file_private,
         }
-        # The frozen round's files are written once the process runs again.
-        self._pending = (self.out / f"round-{number:03d}", manifest, copied)
+        # The frozen round's manifest is written once the process runs again.
+        self._pending = (copied, manifest)
         if not frozen:
             self._flush()
             # Fold this round's copies into the spans now, not in the
@@ -632,9 +777,13 @@ class Dumper:
         return stats
 
     def _flush(self) -> None:
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            for write in deferred:
+                write()
         if self._pending is not None:
-            path, manifest, copied = self._pending
-            _write_round(path, manifest, _runs(copied))
+            copied, manifest = self._pending
+            copied.close(manifest)
             self._pending = None
 
     def run(self, *, resume: bool = True) -> list[RoundStats]:
@@ -662,9 +811,9 @@ class Dumper:
             self._round(number, True)
         self.freeze_s = freeze.seconds
         self._flush()
-        _write_round(self.out / "merged", {"pid": self.pid, "backend": self.tracker.name,
-                                           "skipped": self.skipped, "file_private": self.file_private},
-                     _runs(self.image))
+        self._index.write_merged(self.out / "merged", self._sources,
+                                 {"pid": self.pid, "backend": self.tracker.name, "skipped": self.skipped,
+                                  "file_private": self.file_private})
         return self.rounds
 
 
@@ -708,11 +857,14 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     was stopped already (as :meth:`Dumper.run` with ``resume=False`` leaves
     it), in which case it stays stopped.
     """
-    pages = load_image(Path(image_dir) / "merged")
-    manifest = json.loads((Path(image_dir) / "merged" / "manifest.json").read_text())
+    merged = Path(image_dir) / "merged"
+    manifest = json.loads((merged / "manifest.json").read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{merged}: not a pysweep image of format {FORMAT}")
+    ranges = sorted((int(r["start"], 16), int(r["end"], 16), r["offset"]) for r in manifest["ranges"])
     listed = {tuple(sorted(record.items())) for record in manifest.get("file_private", [])}
     # SIGSTOP to a stopped process changes nothing; leave it stopped.
-    with _stopped(pid, resume=bool(_running_threads(pid))):
+    with _stopped(pid, resume=bool(_running_threads(pid))), open(merged / "pages.bin", "rb") as pages:
         # Dumpable memory the image lacks counts as mismatching too.
         dumpable = [m for m in read_maps(pid) if dumpable_reason(m) is None]
         expected = Spans((m.start, m.end) for m in dumpable if not m.file_private) | own_pages(
@@ -721,14 +873,19 @@ def verify(image_dir: Path, pid: int) -> list[int]:
         # file mapping the manifest does not list as it is.
         expected = expected | Spans((m.start, m.end) for m in dumpable
                                     if m.file_private and tuple(sorted(_file_record(m).items())) not in listed)
-        bad = [a for start, end in expected for a in range(start, end, PAGE_SIZE) if a not in pages]
-        for start, data in _runs(pages):
-            try:
-                now = read_memory(pid, start, len(data))
-            except OSError:
-                bad.extend(range(start, start + len(data), PAGE_SIZE))
-                continue
-            for off in range(0, len(data), PAGE_SIZE):
-                if now[off : off + PAGE_SIZE] != data[off : off + PAGE_SIZE]:
-                    bad.append(start + off)
+        held = Spans((start, end) for start, end, _ in ranges)
+        bad = [a for start, end in expected - held for a in range(start, end, PAGE_SIZE)]
+        # A chunk at a time, so that memory stays bounded.
+        for start, end, offset in ranges:
+            for lo in range(start, end, CHUNK):
+                hi = min(end, lo + CHUNK)
+                data = os.pread(pages.fileno(), hi - lo, offset + lo - start)
+                try:
+                    now = read_memory(pid, lo, hi - lo)
+                except OSError:
+                    bad.extend(range(lo, hi, PAGE_SIZE))
+                    continue
+                for off in range(0, hi - lo, PAGE_SIZE):
+                    if now[off : off + PAGE_SIZE] != data[off : off + PAGE_SIZE]:
+                        bad.append(lo + off)
         return bad

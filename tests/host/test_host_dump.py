@@ -32,6 +32,57 @@ def test_image_round_trip(tmp_path: Path) -> None:
     assert load_image(tmp_path / "r") == pages
 
 
+def test_page_index_matches_a_dict_of_pages(tmp_path: Path) -> None:
+    """Copies over, next to and across earlier ones, in several rounds'
+    files, and drops of parts of them, leave the merged image what a dict of
+    pages would hold."""
+    import random
+
+    rng = random.Random(20261207)
+    index = dump._PageIndex()
+    model: dict[int, bytes] = {}
+    writers: list[dump._ImageWriter] = []
+    for step in range(600):
+        if step % 100 == 0:
+            writers.append(dump._ImageWriter(tmp_path / f"round-{len(writers):03d}"))
+        first = rng.randrange(64)
+        count = rng.randrange(1, 9)
+        if rng.random() < 0.75:
+            data = b"".join(bytes([step % 256, n]) * (PAGE_SIZE // 2) for n in range(count))
+            start = 0x400000 + first * PAGE_SIZE
+            index.add(start, start + len(data), len(writers) - 1, writers[-1].add(start, data))
+            for n in range(count):
+                model[start + n * PAGE_SIZE] = data[n * PAGE_SIZE : (n + 1) * PAGE_SIZE]
+        else:
+            lo = 0x400000 + first * PAGE_SIZE
+            index.drop(Spans.of(lo, lo + count * PAGE_SIZE))
+            for n in range(count):
+                model.pop(lo + n * PAGE_SIZE, None)
+    for writer in writers:
+        writer.close({})
+    index.write_merged(tmp_path / "merged", [w.path / "pages.bin" for w in writers], {"pid": 1})
+    assert load_image(tmp_path / "merged") == model
+    ranges = json.loads((tmp_path / "merged" / "manifest.json").read_text())["ranges"]
+    starts = [int(r["start"], 16) for r in ranges]
+    assert starts == sorted(starts)
+
+
+def test_page_index_keeps_one_run_for_pages_copied_in_order(tmp_path: Path) -> None:
+    """A first round copies in address order: one run, however many
+    copies, and the merged image is one range."""
+    index = dump._PageIndex()
+    writer = dump._ImageWriter(tmp_path / "round-000")
+    for n in range(100):
+        start = 0x10000 + n * PAGE_SIZE
+        index.add(start, start + PAGE_SIZE, 0, writer.add(start, bytes([n]) * PAGE_SIZE))
+    assert len(list(index.runs())) == 1
+    writer.close({})
+    index.write_merged(tmp_path / "merged", [writer.path / "pages.bin"], {})
+    ranges = json.loads((tmp_path / "merged" / "manifest.json").read_text())["ranges"]
+    assert ranges == [{"start": "0x10000", "end": hex(0x10000 + 100 * PAGE_SIZE), "offset": 0}]
+    assert load_image(tmp_path / "merged")[0x10000 + 5 * PAGE_SIZE] == bytes([5]) * PAGE_SIZE
+
+
 def test_image_of_another_format_is_refused(tmp_path: Path) -> None:
     dump._write_round(tmp_path / "r", {}, iter([]))
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
@@ -421,3 +472,43 @@ def test_an_unmapped_gap_is_skipped_whole() -> None:
     assert dump._after_unreadable(readable, 0x20000) == 0x80000  # a gap: the next mapping
     assert dump._after_unreadable(readable, 0x1000) == 0x10000
     assert dump._after_unreadable(readable, 0x90000) == 1 << 64
+
+
+_BOUNDED_DUMPER = """
+import sys
+from pathlib import Path
+from pysweep import SweepResult, dump
+from pysweep.tracker import Backend, Guarantees, register_backend
+
+class Nothing(Backend):
+    name = "reports-nothing"
+    guarantees = Guarantees(remote=True, atomic=True, range_clear=True, reports_gone=False, reports_zaps=True,
+                            follows_mremap=False, reports_new_mappings=False, cost="nothing")
+    def track(self, start, end): pass
+    def untrack(self, start, end): pass
+    def sweep(self, start, end, *, clear=True, max_ranges=None): return SweepResult((), end)
+
+register_backend(Nothing.name, Nothing)
+dump.Dumper(int(sys.argv[1]), Path(sys.argv[2]), backend=Nothing.name, max_rounds=2, converge_bytes=0).run()
+# VmHWM: this address space's peak, not that of the one it was forked from.
+print(next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+"""
+
+
+def test_dumper_memory_stays_bounded_as_the_image_streams_to_disk(tmp_path: Path) -> None:
+    """A dump of 192 MiB keeps the dumper's peak resident memory under 96 MiB:
+    pages go to disk a chunk at a time, none is kept in memory."""
+    from pysweep import workload
+
+    proc = workload.start(192, 1000)
+    try:
+        out = subprocess.run([sys.executable, "-c", _BOUNDED_DUMPER, str(proc.pid), str(tmp_path)],
+                             capture_output=True, text=True, check=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    peak = int(out.stdout)
+    assert peak < 96 << 20, f"peak resident memory {peak >> 20} MiB"
+    # All of it was dumped.
+    merged = json.loads((tmp_path / "merged" / "manifest.json").read_text())
+    assert sum(int(r["end"], 16) - int(r["start"], 16) for r in merged["ranges"]) >= 192 << 20
