@@ -10,6 +10,7 @@ from the kernel.  The mainline backends keep their tracked ranges (and
 from __future__ import annotations
 
 import errno as errno_codes
+import heapq
 import os
 from collections.abc import Iterable, Iterator
 
@@ -34,16 +35,22 @@ class BackendError(SweepError):
         return f"{self.backend} backend: {self.strerror}"
 
 
-def _normalized(spans: Iterable[Span]) -> tuple[Span, ...]:
-    # Sort, then join overlapping and adjacent spans; drop empty ones.
+def _joined(spans: Iterable[Span]) -> list[Span]:
+    # Join overlapping and adjacent spans of sorted ``spans``; drop empty ones.
     out: list[Span] = []
-    for start, end in sorted(s for s in spans if s[0] < s[1]):
+    for start, end in spans:
+        if start >= end:
+            continue
         if out and start <= out[-1][1]:
             if end > out[-1][1]:
                 out[-1] = (out[-1][0], end)
         else:
             out.append((start, end))
-    return tuple(out)
+    return out
+
+
+def _normalized(spans: Iterable[Span]) -> tuple[Span, ...]:
+    return tuple(_joined(sorted(spans)))
 
 
 @attrs.frozen
@@ -70,12 +77,20 @@ class Spans:
     def __bool__(self) -> bool:
         return bool(self.items)
 
+    @classmethod
+    def _of_normalized(cls, items: list[Span]) -> Spans:
+        # The set operators' results are sorted, disjoint and non-adjacent
+        # already: skip the converter's sort.
+        spans = cls()
+        object.__setattr__(spans, "items", tuple(items))
+        return spans
+
     def size(self) -> int:
         """Bytes covered."""
         return sum(end - start for start, end in self.items)
 
     def __or__(self, other: Spans) -> Spans:
-        return Spans(self.items + other.items)
+        return Spans._of_normalized(_joined(heapq.merge(self.items, other.items)))
 
     def __and__(self, other: Spans) -> Spans:
         out: list[Span] = []
@@ -89,7 +104,7 @@ class Spans:
                 i += 1
             else:
                 j += 1
-        return Spans(out)
+        return Spans._of_normalized(out)
 
     def __sub__(self, other: Spans) -> Spans:
         out: list[Span] = []
@@ -106,7 +121,7 @@ class Spans:
                 k += 1
             if cursor < end:
                 out.append((cursor, end))
-        return Spans(out)
+        return Spans._of_normalized(out)
 
     def clip(self, start: int, end: int) -> Spans:
         """The part inside ``[start, end)``."""

@@ -139,11 +139,18 @@ def read_maps(pid: int, *, writable_only: bool = False) -> list[Mapping]:
 
 def parse_maps(text: bytes, *, writable_only: bool = False) -> list[Mapping]:
     """The mappings a ``/proc/PID/maps`` text lists; see :func:`read_maps`."""
-    return [
+    return list(_parse_maps(text, writable_only))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_maps(text: bytes, writable_only: bool) -> tuple[Mapping, ...]:
+    # Remembered: a dump reads the maps in one round and again, mostly
+    # unchanged, in the frozen one, where each millisecond counts.
+    return tuple(
         Mapping(int(start, 16), int(end, 16), perms.decode(), os.fsdecode(path.strip()), int(offset, 16))
         for start, end, perms, offset, path in _MAPS_LINE.findall(text)
         if not writable_only or perms[1:2] == b"w"
-    ]
+    )
 
 
 def dumpable_reason(m: Mapping) -> str | None:
@@ -309,12 +316,19 @@ class _ImageWriter:
     appended to, one range per run, and ``manifest.json`` at the end."""
 
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # A chunk of buffer: pages come one at a time in later rounds.
-        self._file = open(path / "pages.bin", "wb", buffering=CHUNK)  # noqa: SIM115 (closed in close())
+        # Opened at the first write: not while a frozen round runs.
+        self._opened: BinaryIO | None = None
         self._ranges: list[list[int]] = []
         self._offset = 0
+
+    @property
+    def _file(self) -> BinaryIO:
+        if self._opened is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            # A chunk of buffer: pages come one at a time in later rounds.
+            self._opened = open(self.path / "pages.bin", "wb", buffering=CHUNK)  # noqa: SIM115 (closed in close())
+        return self._opened
 
     def add(self, start: int, data: bytes | memoryview) -> int:
         """Append the pages of ``data``, from ``start`` on; where in
@@ -493,10 +507,16 @@ def _wait_stopped(pid: int, pidfd: int, timeout: float = 30.0) -> None:
         running = _running_threads(pid)
         if not running:
             return
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             tid, state = running[0]
             raise TimeoutError(f"pid {pid} did not stop within {timeout} s (thread {tid} in state {state})")
-        time.sleep(0.001)
+        # Threads stop within a scheduling round or two: yield the CPU at
+        # first rather than sleep, which costs a millisecond or more.
+        if now < deadline - timeout + 0.005:
+            os.sched_yield()
+        else:
+            time.sleep(0.001)
 
 
 @attrs.define
@@ -573,7 +593,8 @@ class Dumper:
         # spans copied since it was last brought up to date wait in a list.
         self._held = Spans()
         self._held_new: list[tuple[int, int]] = []
-        # Of those, the pages whose copy is all zeros, kept the same way.
+        # Of those, the pages whose copy is all zeros, kept the same way, on
+        # a backend that misses zaps (a zapped page reads as zeros).
         self._zero = Spans()
         self._zero_new: list[tuple[int, int]] = []
         self.tracked: list[tuple[int, int]] = []
@@ -619,6 +640,8 @@ class Dumper:
         round finds them unmapped), and a copy the image held of such a
         page is dropped, for it is no longer what the process has."""
         source = len(self._sources) - 1
+        # Which pages are zeros matters only to a backend that misses zaps.
+        find_zeros = not self.tracker.guarantees.reports_zaps
         want = list(spans)
         read: list[tuple[int, int]] = []
         for at, data in read_spans(self.pid, want):
@@ -629,6 +652,8 @@ class Dumper:
                 self._add(copied, source, at, data)
             else:
                 self._deferred.append(functools.partial(self._add, copied, source, at, data))
+            if not find_zeros:
+                continue
             zero = self._zero_new
             view = memoryview(data)
             for off in range(0, len(data), PAGE_SIZE):
@@ -769,8 +794,10 @@ class Dumper:
         if not frozen:
             self._flush()
             # Fold this round's copies into the spans now, not in the
-            # frozen round.
+            # frozen round, and parse the maps, which the frozen round
+            # then finds unchanged, mostly, in read_maps()'s cache.
             self.held()
+            read_maps(self.pid, writable_only=True)
         self.rounds.append(stats)
         if self.progress:
             self.progress(stats)
