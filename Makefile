@@ -89,11 +89,12 @@ vm-run: pysweep
 # The main job: boot the plain kernel and, in it, dump a busy workload the
 # classic way and pre-copy (pysweep demo).  DEMO_ARGS go to pysweep demo,
 # e.g. DEMO_ARGS='--size 256 --rate 5000'.  The images go to the guest's
-# /tmp, which is RAM: fast enough not to slow the rounds down, and 4 GiB
-# leave room for a soft_dirty dump, which copies far more.
+# /tmp, which is RAM (half of it): fast enough not to slow the rounds down.
+# 6 GiB leave room for a soft_dirty dump, which copies far more, and for
+# the 1 GiB workload whose dump's memory is measured, with its 2 GiB image.
 DEMO_ARGS ?=
 demo: pysweep
-	@$(KTEST) run --flavour plain --memory 4G --timeout 1200 $(KTEST_ARGS) -- \
+	@$(KTEST) run --flavour plain --memory 6G --timeout 1200 $(KTEST_ARGS) -- \
 		python3 -m pysweep demo $(DEMO_ARGS)
 
 # One guest boot with 6 GiB of memory and an hour's timeout; the raw JSON

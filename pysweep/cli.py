@@ -17,6 +17,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -919,6 +920,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="freeze once a round copies less than B bytes (default: 1048576)")
     dump.add_argument("--leave-stopped", action="store_true",
                       help="leave the process stopped after the last round (for `pysweep verify`)")
+    dump.add_argument("--json", action="store_true",
+                      help="print one JSON object at the end instead of a line per round: pid, backend, out, "
+                           "rounds (round, pages, bytes, sweep_s, copy_s, frozen), bytes, freeze_s, "
+                           "sweep_stops_s and peak_rss_bytes, this process's peak resident memory")
     dump.set_defaults(run=cmd_dump)
 
     verify_cmd = commands.add_parser(
@@ -944,7 +949,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--rate random pages a second, while mapping and unmapping a small mapping now and then.  Dump\n"
             "it twice: the classic way (stop it, copy everything, resume it) and pre-copy (`pysweep dump`:\n"
             "rounds while it runs, then a short freeze).  Check the pre-copy image byte for byte while the\n"
-            "workload is stopped, and print both freeze times and what each copied while it was frozen."
+            "workload is stopped, and print both freeze times and what each copied while it was frozen.\n"
+            "Then, unless --memory-size is 0, dump a workload of --memory-size MiB with `pysweep dump` in a\n"
+            "process of its own, and print that process's peak resident memory: the image streams to disk."
         ),
         epilog="examples:\n  pysweep demo\n  pysweep demo --size 256 --rate 5000 --backend soft_dirty",
         formatter_class=_Formatter,
@@ -959,6 +966,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--converge-bytes", metavar="B", type=_parse_rounds, default=1 << 20,
                       help="freeze once a round copies less than B bytes (default: 1048576)")
     demo.add_argument("--out", metavar="DIR", type=Path, help="keep the images here (default: a temporary directory)")
+    demo.add_argument("--memory-size", metavar="MIB", type=int, default=1024,
+                      help="the workload whose dump's peak memory is measured, in MiB; 0 skips it "
+                           "(default: 1024)")
+    demo.add_argument("--memory-out", metavar="DIR", type=Path,
+                      help="where that dump's image goes, removed after; it needs twice --memory-size "
+                           "(default: a temporary directory)")
     demo.set_defaults(run=cmd_demo)
 
     backends = commands.add_parser(
@@ -995,9 +1008,18 @@ def cmd_dump(args: argparse.Namespace) -> int:
         _write(sys.stdout, round_line(r))
 
     dumper = Dumper(pid, args.out, backend=args.backend, max_rounds=args.max_rounds,
-                    converge_bytes=args.converge_bytes, progress=progress)
+                    converge_bytes=args.converge_bytes, progress=None if args.json else progress)
     rounds = dumper.run(resume=not args.leave_stopped)
     total = sum(r.bytes for r in rounds)
+    if args.json:
+        _write(sys.stdout, json.dumps({
+            "pid": pid, "backend": dumper.tracker.name, "out": str(args.out),
+            "rounds": [{"round": r.round, "pages": r.pages, "bytes": r.bytes, "sweep_s": r.sweep_s,
+                        "copy_s": r.copy_s, "frozen": r.frozen} for r in rounds],
+            "bytes": total, "freeze_s": dumper.freeze_s, "sweep_stops_s": dumper.sweep_stops_s,
+            "peak_rss_bytes": _peak_rss(),
+        }))
+        return 0
     _write(sys.stdout, f"dump of pid {pid} with {dumper.tracker.name}: {len(rounds)} rounds, {total} bytes, "
                        f"frozen {dumper.freeze_s * 1e3:.1f} ms copying {rounds[-1].bytes} bytes; image in {args.out}")
     if dumper.sweep_stops_s:
@@ -1064,7 +1086,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _write(sys.stdout, f"the pre-copy freeze is {full_s / dumper.freeze_s:.1f}x shorter")
         if args.out:
             _write(sys.stdout, f"images in {args.out}")
+    if args.memory_size:
+        _write(sys.stdout, "")
+        with tempfile.TemporaryDirectory(prefix="pysweep-demo-", dir=args.memory_out) as tmp:
+            peak = _dump_peak_rss(args.memory_size, args.rate, args.backend, Path(tmp))
+        _write(sys.stdout, f"`pysweep dump` of a {args.memory_size} MiB workload: peak resident memory "
+                           f"{peak / (1 << 20):.1f} MiB")
     return 1 if bad else 0
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory, in bytes (VmHWM: of its own
+    address space, not of the one it was forked from)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _dump_peak_rss(size_mib: int, rate: int, backend: str, out: Path) -> int:
+    """Dump a ``size_mib`` workload with ``pysweep dump`` into ``out`` in a
+    child; its peak resident memory in bytes."""
+    from pysweep import workload
+
+    proc = workload.start(size_mib, rate)
+    try:
+        time.sleep(1)
+        child = subprocess.run([sys.executable, "-m", "pysweep", "dump", str(proc.pid), "--out", str(out),
+                                "--backend", backend, "--json"], stdout=subprocess.PIPE, text=True, check=False)
+    finally:
+        proc.kill()
+        proc.wait()
+    if child.returncode:
+        raise CliError(f"pysweep dump of the {size_mib} MiB workload exited with status {child.returncode}")
+    peak: int = json.loads(child.stdout)["peak_rss_bytes"]
+    return peak
 
 
 # Errors and the entry point.

@@ -230,12 +230,19 @@ def test_command_line_dump_and_verify(writer: subprocess.Popen[str], tmp_path: P
     time.sleep(1)
     stale = subprocess.run([*pysweep, "verify", str(tmp_path / "img"), str(writer.pid)], capture_output=True, text=True)
     assert stale.returncode == 1 and "differs" in stale.stdout
+    # --json: one object at the end; the image is written all the same.
+    report = json.loads(subprocess.run([*pysweep, "dump", str(writer.pid), "--out", str(tmp_path / "img2"),
+                                        "--max-rounds", "2", "--json"], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert report["pid"] == writer.pid and report["backend"] == "touched_sweep"
+    assert report["rounds"][-1]["frozen"] and report["bytes"] == sum(r["bytes"] for r in report["rounds"])
+    assert report["peak_rss_bytes"] > 0 and (tmp_path / "img2" / "merged" / "manifest.json").exists()
 
 
 @pytest.mark.parametrize("backend", ["touched_sweep", "soft_dirty"])
 def test_demo_compares_the_two_dumps(backend: str) -> None:
     demo = subprocess.run([sys.executable, "-m", "pysweep", "demo", "--size", "8", "--rate", "500",
-                           "--backend", backend], capture_output=True, text=True)
+                           "--backend", backend, "--memory-size", "16"], capture_output=True, text=True)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     out = demo.stdout
     assert f"with {backend}" in out and "image exact" in out
@@ -245,3 +252,7 @@ def test_demo_compares_the_two_dumps(backend: str) -> None:
     # The full stop copies everything while frozen; pre-copy only the rest.
     assert int(full.split()[-2]) >= 8 << 20
     assert int(pre.split()[-2]) < int(full.split()[-2])
+    # The memory part: `pysweep dump --json` of a 16 MiB workload, in a
+    # process of its own, holds less than the workload.
+    peak = next(line for line in out.splitlines() if "peak resident memory" in line)
+    assert 0 < float(peak.split()[-2]) < 16 + 40
