@@ -15,6 +15,7 @@ import errno as errno_codes
 import functools
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -183,10 +184,50 @@ def _parse_interval(text: str) -> float:
     return value
 
 
-def _parse_rounds(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of rounds")
-    return int(text)
+def _positive(what: str) -> Callable[[str], int]:
+    """An argument type: a positive whole number of ``what``."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of {what}")
+        return int(text)
+
+    parse.__name__ = what  # argparse names the type in its error messages
+    return parse
+
+
+_parse_rounds = _positive("rounds")
+_parse_pages_a_second = _positive("pages a second")
+
+# Binary size suffixes: 1K, 1KiB and 1k are all 1,024.
+_SIZE_UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+_SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+def _size_parser(unit_shift: int, unit: str) -> Callable[[str], int]:
+    """An argument type: a positive size, a number of ``unit`` (2**``unit_shift``
+    bytes) or a number with a binary suffix (``512K``, ``1MiB``, ``2G``), in ``unit``."""
+
+    def parse(text: str) -> int:
+        match = _SIZE.fullmatch(text.strip())
+        size = int(match[1]) << _SIZE_UNITS[match[2].lower()] if match else 0
+        if match and not match[2]:
+            size <<= unit_shift
+        if size < 1 << unit_shift or size % (1 << unit_shift):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive size in {unit}: a whole number, "
+                                             "or one with a binary suffix (512K, 1M, 1MiB, 2G)")
+        return size >> unit_shift
+
+    parse.__name__ = f"size in {unit}"
+    return parse
+
+
+_parse_bytes = _size_parser(0, "bytes")
+_parse_mib = _size_parser(20, "MiB")
+
+
+def _parse_mib_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else _parse_mib(text)
 
 
 # The target's mappings.
@@ -916,8 +957,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend(dump)
     dump.add_argument("--max-rounds", metavar="N", type=_parse_rounds, default=8,
                       help="rounds before the frozen one, at most (default: 8)")
-    dump.add_argument("--converge-bytes", metavar="B", type=_parse_rounds, default=1 << 20,
-                      help="freeze once a round copies less than B bytes (default: 1048576)")
+    dump.add_argument("--converge-bytes", metavar="B", type=_parse_bytes, default=1 << 20,
+                      help="freeze once a round copies less than B bytes; K, M and G suffixes are binary "
+                           "(default: 1M)")
     dump.add_argument("--leave-stopped", action="store_true",
                       help="leave the process stopped after the last round (for `pysweep verify`)")
     dump.add_argument("--json", action="store_true",
@@ -956,19 +998,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  pysweep demo\n  pysweep demo --size 256 --rate 5000 --backend soft_dirty",
         formatter_class=_Formatter,
     )
-    demo.add_argument("--size", metavar="MIB", type=_parse_rounds, default=128,
-                      help="the workload's memory, in MiB (default: 128)")
-    demo.add_argument("--rate", metavar="W", type=_parse_rounds, default=2000,
+    demo.add_argument("--size", metavar="MIB", type=_parse_mib, default=128,
+                      help="the workload's memory, in MiB, or with a suffix: 1G (default: 128)")
+    demo.add_argument("--rate", metavar="W", type=_parse_pages_a_second, default=2000,
                       help="pages the workload writes a second (default: 2000)")
     _add_backend(demo)
     demo.add_argument("--max-rounds", metavar="N", type=_parse_rounds, default=8,
                       help="pre-copy rounds before the frozen one, at most (default: 8)")
-    demo.add_argument("--converge-bytes", metavar="B", type=_parse_rounds, default=1 << 20,
-                      help="freeze once a round copies less than B bytes (default: 1048576)")
+    demo.add_argument("--converge-bytes", metavar="B", type=_parse_bytes, default=1 << 20,
+                      help="freeze once a round copies less than B bytes; K, M and G suffixes are binary "
+                           "(default: 1M)")
     demo.add_argument("--out", metavar="DIR", type=Path, help="keep the images here (default: a temporary directory)")
-    demo.add_argument("--memory-size", metavar="MIB", type=int, default=1024,
-                      help="the workload whose dump's peak memory is measured, in MiB; 0 skips it "
-                           "(default: 1024)")
+    demo.add_argument("--memory-size", metavar="MIB", type=_parse_mib_or_zero, default=1024,
+                      help="the workload whose dump's peak memory is measured, in MiB or with a suffix; "
+                           "0 skips it (default: 1024)")
     demo.add_argument("--memory-out", metavar="DIR", type=Path,
                       help="where that dump's image goes, removed after; it needs twice --memory-size "
                            "(default: a temporary directory)")

@@ -543,3 +543,34 @@ def test_backends_of_the_calling_process(capsys: pytest.CaptureFixture[str]) -> 
 )
 def test_human_size(size: int, text: str) -> None:
     assert cli.human_size(size) == text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1048576", 1 << 20), ("1M", 1 << 20), ("1MiB", 1 << 20), ("512k", 512 << 10), ("512KB", 512 << 10),
+    ("2G", 2 << 30), (" 4 MiB", 4 << 20),
+])
+def test_sizes_take_binary_suffixes(text: str, expected: int) -> None:
+    assert cli._parse_bytes(text) == expected
+    if expected % (1 << 20) == 0:
+        assert cli._parse_mib(text if not text.strip().isdigit() else str(expected >> 20)) == expected >> 20
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["demo", "--size", "1.5G"], "argument --size: '1.5G' is not a positive size in MiB"),
+    (["demo", "--size", "1K"], "argument --size: '1K' is not a positive size in MiB"),
+    (["demo", "--rate", "0"], "argument --rate: '0' is not a positive number of pages a second"),
+    (["demo", "--converge-bytes", "-1"], "argument --converge-bytes: '-1' is not a positive size in bytes"),
+    (["demo", "--memory-size", "-5"], "argument --memory-size: '-5' is not a positive size in MiB"),
+    (["dump", "1", "--out", "x", "--max-rounds", "0"], "argument --max-rounds: '0' is not a positive number of rounds"),
+])
+def test_numbers_are_refused_in_their_own_words(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                message: str) -> None:
+    """Each option says what it wanted: sizes are not "rounds"."""
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert message in err
+
+
+def test_demo_memory_size_zero_skips_the_memory_dump() -> None:
+    args = cli.build_parser().parse_args(["demo", "--memory-size", "0", "--size", "1G"])
+    assert args.memory_size == 0 and args.size == 1024
