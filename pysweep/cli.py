@@ -333,6 +333,8 @@ class TrackReport:
     tracked: list[Mapping] = field(default_factory=list)
     already: int = 0
     skipped: list[tuple[Mapping, str]] = field(default_factory=list)
+    # The --range tracked, which need not be one mapping.
+    window: tuple[int, int] | None = None
 
     @property
     def tracked_bytes(self) -> int:
@@ -349,6 +351,8 @@ class TrackReport:
         }
 
     def summary(self) -> str:
+        if self.window is not None:
+            return f"tracked {self.window[0]:#x}-{self.window[1]:#x} ({human_size(self.tracked_bytes)})"
         line = f"tracked {_plural(len(self.tracked), 'mapping')} ({human_size(self.tracked_bytes)})"
         if self.already:
             line += f", {self.already} of them tracked already"
@@ -380,6 +384,7 @@ def track_window(tracker: Tracker, pid: int, window: tuple[int, int] | None, *, 
     if window is not None:
         tracker.track(*window)
         report.tracked.append(Mapping(window[0], window[1], "", ""))
+        report.window = window
         return report
     failures: list[OSError] = []
     for mapping in read_mappings(pid, with_flags=True):
@@ -527,8 +532,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     if args.json:
         _write(sys.stdout, json.dumps({"pid": pid, "backend": KERNEL_BACKEND, **report.as_json()}, indent=2))
         return 0
-    where = f" {args.range[0]:#x}-{args.range[1]:#x}" if args.range else ""
-    _write(sys.stdout, f"pid {pid}:{where} {report.summary()}")
+    _write(sys.stdout, f"pid {pid}: {report.summary()}")
     for line in report.details():
         _write(sys.stdout, line)
     return 0
@@ -621,10 +625,8 @@ class WatchStats:
         self.sweep_ms_max = max(self.sweep_ms_max, sweep_ms)
 
     def sentence(self) -> str:
-        line = (
-            f"{_plural(self.rounds, 'round')}, {_plural(self.pages, 'page')} ({human_size(self.pages * PAGE_SIZE)}) "
-            f"touched, {_plural(self.gone, 'range')} gone"
-        )
+        # The rounds are in the sentence this one ends ("done after 3 rounds").
+        line = f"{_plural(self.pages, 'page')} ({human_size(self.pages * PAGE_SIZE)}) touched, {_plural(self.gone, 'range')} gone"
         if self.rounds:
             line += f", sweeps took {self.sweep_ms_total / self.rounds:.2f} ms on average, {self.sweep_ms_max:.2f} ms at most"
         return line
@@ -754,7 +756,8 @@ def cmd_backends(args: argparse.Namespace) -> int:
             "auto": next((name for name, why in found.items() if why is None), None),
         }
         _write(sys.stdout, json.dumps(document, indent=2))
-        return 0
+        # As the text form: 1 if nothing works.
+        return 0 if document["auto"] else 1
     _write(sys.stdout, f"backends for {who}:")
     width = max(len(name) for name in found)
     for name, why in found.items():

@@ -222,7 +222,7 @@ def test_sweep_table(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend]
     status, out, err = run(capsys, "sweep", target, "--backend", "fake", "--range", window(0, 16))
     assert status == 0, err
     lines = out.splitlines()
-    assert lines[0] == f"pid {target}: tracked 1 mapping (64 KiB)"
+    assert lines[0] == f"pid {target}: tracked {window(0, 16)} (64 KiB)"
     assert lines[1].startswith(f"pid {target}, backend fake, window {window(0, 16)}, cleared, ")
     assert lines[2].split() == ["start", "end", "size", "pages", "flags"]
     rows = [line.split() for line in lines[3:6]]
@@ -397,7 +397,7 @@ def test_watch_rounds(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend
                            "--rounds", 3, "--interval", 0.01)
     assert status == 0, err
     lines = out.splitlines()
-    assert lines[0] == f"pid {target}: tracked 1 mapping (32 KiB)"
+    assert lines[0] == f"pid {target}: tracked {window(0, 8)} (32 KiB)"
     assert lines[1] == f"watching pid {target} with fake, window {window(0, 8)}, every 0.01 s, until 3 rounds"
     assert lines[2].split() == ["round", "ranges", "pages", "bytes", "gone", "sweep", "ms"]
     rounds = [line.split() for line in lines[3:6]]
@@ -407,7 +407,7 @@ def test_watch_rounds(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend
         ["3", "1", "1", "4", "KiB", "1"],
     ]
     assert all(float(row[6]) >= 0 for row in rounds)
-    assert lines[6].startswith("done after 3 rounds: 3 rounds, 3 pages (12 KiB) touched, 1 range gone, sweeps took ")
+    assert lines[6].startswith("done after 3 rounds: 3 pages (12 KiB) touched, 1 range gone, sweeps took ")
     assert len(lines) == 7
     assert fake.calls[0] == ("track", BASE, BASE + 8 * P)
     assert fake.calls[1:] == [("sweep", BASE, BASE + 8 * P, True)] * 3
@@ -434,7 +434,7 @@ def test_watch_ends_when_the_sweep_says_the_target_is_gone(
     fake.script = [[r(0, 1)], pysweep.ProcessGoneError(errno.ESRCH, op="SWEEP", target=f"pid {target}")]
     status, out, err = run(capsys, "watch", target, "--backend", "fake", "--range", window(0, 8), "--interval", 0.01)
     assert status == 0, err
-    assert out.splitlines()[-1].startswith(f"pid {target} exited after 1 round: 1 round, 1 page (4 KiB) touched")
+    assert out.splitlines()[-1].startswith(f"pid {target} exited after 1 round: 1 page (4 KiB) touched")
     assert err == ""
 
 
@@ -452,7 +452,7 @@ def test_watch_ctrl_c_prints_a_summary(capsys: pytest.CaptureFixture[str], fake:
     fake.script = [[r(0, 3)], KeyboardInterrupt()]
     status, out, err = run(capsys, "watch", target, "--backend", "fake", "--range", window(0, 8), "--interval", 0.01)
     assert status == 0, err
-    assert out.splitlines()[-1].startswith("stopped after 1 round: 1 round, 3 pages (12 KiB) touched, 0 ranges gone")
+    assert out.splitlines()[-1].startswith("stopped after 1 round: 3 pages (12 KiB) touched, 0 ranges gone")
 
 
 def test_watch_other_errors_fail(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend], target: int) -> None:
@@ -525,6 +525,13 @@ def test_backends(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend], t
     assert set(document["backends"]) == set(pysweep.backend_names())
     if not pysweep.probe().available:
         assert "touched_sweep backend:" in document["backends"]["touched_sweep"]
+
+
+def test_backends_json_exits_as_the_text_form_does(capsys: pytest.CaptureFixture[str], target: int) -> None:
+    """Status 1 when no backend works for the process, with --json too."""
+    text_status, _, _ = run(capsys, "backends", target)
+    json_status, out, _ = run(capsys, "backends", target, "--json")
+    assert json_status == text_status == (0 if json.loads(out)["auto"] else 1)
 
 
 def test_backends_of_the_calling_process(capsys: pytest.CaptureFixture[str]) -> None:
