@@ -22,15 +22,16 @@ each holding ``manifest.json`` and ``pages.bin`` (the copied ranges, one
 after another), like CRIU's parent images, and ``merged``, the same
 format with the final content of every page.  Pages go to disk as they
 are copied, a chunk (CHUNK bytes) at a time: each round's ``pages.bin`` is
-appended to, each page written once, and an index of extents says which
-round holds each page's latest copy; ``merged`` is written from the
-rounds' files at the end, in the kernel (``copy_file_range``) where it
-can.  The dumper keeps only span lists and that index in memory, so its
-memory does not grow with the target's size.  The frozen round keeps its
-copies in memory and writes them once the process runs again (they are
-what one round wrote, little by then); manifests are written when a
-round ends, the merged one last.  :func:`verify` compares a merged image with
-a (stopped) process's memory byte for byte, a chunk at a time.
+appended to, each page once a round, and an index says which round holds
+each page's latest copy; ``merged`` is written from the rounds' files at
+the end, in the kernel (``copy_file_range``) where it can.  The dumper
+keeps span lists and that index in memory, about 100 bytes per page of
+the image (26 MiB for 1 GiB), never the pages themselves.  The frozen
+round keeps its copies in memory and writes them once the process runs
+again (they are what one round wrote, little by then), unless they pass
+DEFER_MAX; manifests are written when a round ends, the merged one last.
+:func:`verify` compares a merged image with a (stopped) process's memory
+byte for byte, a chunk at a time.
 
 Memory is read with ``process_vm_readv(2)``, which needs the same
 permission as ptrace-attaching to the process.
@@ -88,6 +89,8 @@ _ZERO_PAGE = bytes(PAGE_SIZE)
 FORMAT = 1
 # Copies are made in chunks of at most this many bytes.
 CHUNK = 1 << 22
+# The most a frozen round holds in memory before it writes to disk.
+DEFER_MAX = 16 * CHUNK
 _READ_RANGES = int(lib.PYSWEEP_READ_RANGES)
 
 
@@ -330,6 +333,11 @@ class _ImageWriter:
             self._opened = open(self.path / "pages.bin", "wb", buffering=CHUNK)  # noqa: SIM115 (closed in close())
         return self._opened
 
+    def abandon(self) -> None:
+        """Close the file without a manifest (the dump failed)."""
+        if self._opened is not None:
+            self._opened.close()
+
     def add(self, start: int, data: bytes | memoryview) -> int:
         """Append the pages of ``data``, from ``start`` on; where in
         ``pages.bin`` they go."""
@@ -432,6 +440,9 @@ class _PageIndex:
             writer.flush()
             for start, end, source, offset in self.runs():
                 writer.copy_from(files[source], offset, start, end)
+        except BaseException:
+            writer.abandon()
+            raise
         finally:
             for f in files:
                 f.close()
@@ -614,6 +625,9 @@ class Dumper:
         # While the process is frozen, what would go to disk waits here, in
         # order, until it runs again: one round's writes, small by then.
         self._deferred: list[Callable[[], None]] | None = None
+        self._deferred_bytes = 0
+        # The round being written, closed without a manifest if a round fails.
+        self._writer: _ImageWriter | None = None
         # What this round copied, to count each page once.
         self._round_spans: list[tuple[int, int]] = []
 
@@ -652,6 +666,12 @@ class Dumper:
                 self._add(copied, source, at, data)
             else:
                 self._deferred.append(functools.partial(self._add, copied, source, at, data))
+                self._deferred_bytes += len(data)
+                if self._deferred_bytes > DEFER_MAX:
+                    # A frozen round that copies this much (shared mappings
+                    # whole, say) is long anyway: write from now on, in
+                    # order, so that memory stays bounded.
+                    self._write_deferred()
             if not find_zeros:
                 continue
             zero = self._zero_new
@@ -688,6 +708,15 @@ class Dumper:
     def _add(self, copied: _ImageWriter, source: int, at: int, data: bytes) -> None:
         self._index.add(at, at + len(data), source, copied.add(at, data))
 
+    def _write_deferred(self) -> None:
+        """Do the writes held back while the process was frozen, and any
+        later ones at once."""
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            self._deferred_bytes = 0
+            for write in deferred:
+                write()
+
     def _to_disk(self, *writes: Callable[[], None]) -> None:
         """Do ``writes`` now, or once the process runs again if it is frozen."""
         if self._deferred is not None:
@@ -702,7 +731,7 @@ class Dumper:
         self._file_spans = self._file_spans - spans
 
     def _round(self, number: int, frozen: bool) -> RoundStats:
-        copied = _ImageWriter(self.out / f"round-{number:03d}")
+        copied = self._writer = _ImageWriter(self.out / f"round-{number:03d}")
         self._sources.append(copied.path / "pages.bin")
         self._round_spans = []
         if frozen:
@@ -761,7 +790,9 @@ class Dumper:
             # written, reclaimed and read back shows clean): copy shared
             # mappings whole.
             shared = Spans((m.start, m.end) for m in current if m.shared and not self.tracker.guarantees.reports_zaps)
-            self._copy_spans((missing - new_files) | shared | own_pages(self.pid, new_files), copied)
+            # Pages this round copied already are final: the process is stopped.
+            done = Spans(self._round_spans)
+            self._copy_spans(((missing - new_files) | shared | own_pages(self.pid, new_files)) - done, copied)
             self._file_spans = self._file_spans | new_files
             # The merged image's list: the private file mappings as they are.
             self.file_private = [_file_record(m) for m in current if m.file_private]
@@ -774,7 +805,8 @@ class Dumper:
                 # A zapped anonymous page reads as zeros; a private file
                 # mapping's reads as the file.
                 anonymous = _unbacked(self.pid, private - file_now) - self._zero
-                self._copy_spans(anonymous | _unbacked(self.pid, private & file_now), copied)
+                self._copy_spans((anonymous | _unbacked(self.pid, private & file_now)) - Spans(self._round_spans),
+                                 copied)
         t2 = time.monotonic()
         pages = Spans(self._round_spans).size() // PAGE_SIZE
         stats = RoundStats(number, pages, pages * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
@@ -804,10 +836,7 @@ class Dumper:
         return stats
 
     def _flush(self) -> None:
-        if self._deferred is not None:
-            deferred, self._deferred = self._deferred, None
-            for write in deferred:
-                write()
+        self._write_deferred()
         if self._pending is not None:
             copied, manifest = self._pending
             copied.close(manifest)
@@ -817,6 +846,10 @@ class Dumper:
         """Dump; with ``resume=False`` the process is left stopped."""
         try:
             return self._run(resume)
+        except BaseException:
+            if self._writer is not None:
+                self._writer.abandon()
+            raise
         finally:
             try:
                 self.tracker.close()

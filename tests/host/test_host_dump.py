@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import mmap
 import os
@@ -512,3 +513,44 @@ def test_dumper_memory_stays_bounded_as_the_image_streams_to_disk(tmp_path: Path
     # All of it was dumped.
     merged = json.loads((tmp_path / "merged" / "manifest.json").read_text())
     assert sum(int(r["end"], 16) - int(r["start"], 16) for r in merged["ranges"]) >= 192 << 20
+
+
+_SHARED_TARGET = """
+import mmap, sys
+m = mmap.mmap(-1, int(sys.argv[1]) << 20)  # shared anonymous memory
+for i in range(0, len(m), mmap.PAGESIZE):
+    m[i] = 1
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_frozen_round_of_shared_memory_stays_bounded(tmp_path: Path) -> None:
+    """A backend that misses zaps gets shared mappings copied whole in the
+    frozen round; past DEFER_MAX those copies go to disk during the freeze
+    instead of waiting in memory (256 MiB of shared memory: 300+ MiB peak
+    before)."""
+    proc = subprocess.Popen([sys.executable, "-c", _SHARED_TARGET, "256"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    # Its sweeps report a page of the shared mapping, which the frozen
+    # round then copies whole.
+    dumper = _BOUNDED_DUMPER.replace("reports_zaps=True", "reports_zaps=False").replace(
+        "return SweepResult((), end)",
+        "m = next(m for m in dump.read_maps(self.pid) if m.shared); "
+        "return SweepResult._from_spans(((m.start + 4096, m.start + 8192),), end)")
+    try:
+        out = subprocess.run([sys.executable, "-c", dumper, str(proc.pid), str(tmp_path)],
+                             capture_output=True, text=True, check=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    peak = int(out.stdout)
+    assert peak < (96 + 64) << 20, f"peak resident memory {peak >> 20} MiB"
+    # The frozen round wrote each page once, though it copied the shared
+    # mapping whole after the pages its sweep reported.
+    frozen = json.loads((tmp_path / "round-002" / "manifest.json").read_text())
+    spans = sorted((int(r["start"], 16), int(r["end"], 16)) for r in frozen["ranges"])
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans))
+    assert (tmp_path / "round-002" / "pages.bin").stat().st_size == sum(end - start for start, end in spans)
