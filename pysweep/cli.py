@@ -188,7 +188,7 @@ def _positive(what: str) -> Callable[[str], int]:
     """An argument type: a positive whole number of ``what``."""
 
     def parse(text: str) -> int:
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
             raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of {what}")
         return int(text)
 
@@ -199,9 +199,9 @@ def _positive(what: str) -> Callable[[str], int]:
 _parse_rounds = _positive("rounds")
 _parse_pages_a_second = _positive("pages a second")
 
-# Binary size suffixes: 1K, 1KiB and 1k are all 1,024.
-_SIZE_UNITS = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
-_SIZE = re.compile(r"([0-9]+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+# Binary size suffixes: 1K, 1KiB, 1KB and 1k are all 1,024; 1B is a byte.
+_SIZE_UNITS = {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40}
+_SIZE = re.compile(r"([0-9]+)\s*(b|[kmgt](?:i?b)?)?", re.IGNORECASE | re.ASCII)
 
 
 def _size_parser(unit_shift: int, unit: str) -> Callable[[str], int]:
@@ -210,9 +210,10 @@ def _size_parser(unit_shift: int, unit: str) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         match = _SIZE.fullmatch(text.strip())
-        size = int(match[1]) << _SIZE_UNITS[match[2].lower()] if match else 0
-        if match and not match[2]:
-            size <<= unit_shift
+        size = 0
+        if match:
+            # No suffix: a number of the unit.
+            size = int(match[1]) << (_SIZE_UNITS[match[2][0].lower()] if match[2] else unit_shift)
         if size < 1 << unit_shift or size % (1 << unit_shift):
             raise argparse.ArgumentTypeError(f"{text!r} is not a positive size in {unit}: a whole number, "
                                              "or one with a binary suffix (512K, 1M, 1MiB, 2G)")
@@ -227,7 +228,8 @@ _parse_mib = _size_parser(20, "MiB")
 
 
 def _parse_mib_or_zero(text: str) -> int:
-    return 0 if text.strip() == "0" else _parse_mib(text)
+    match = _SIZE.fullmatch(text.strip())
+    return 0 if match and int(match[1]) == 0 else _parse_mib(text)
 
 
 # The target's mappings.

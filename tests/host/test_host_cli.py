@@ -554,7 +554,7 @@ def test_human_size(size: int, text: str) -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("1048576", 1 << 20), ("1M", 1 << 20), ("1MiB", 1 << 20), ("512k", 512 << 10), ("512KB", 512 << 10),
-    ("2G", 2 << 30), (" 4 MiB", 4 << 20),
+    ("2G", 2 << 30), (" 4 MiB", 4 << 20), ("512B", 512), ("512b", 512),
 ])
 def test_sizes_take_binary_suffixes(text: str, expected: int) -> None:
     assert cli._parse_bytes(text) == expected
@@ -568,6 +568,8 @@ def test_sizes_take_binary_suffixes(text: str, expected: int) -> None:
     (["demo", "--rate", "0"], "argument --rate: '0' is not a positive number of pages a second"),
     (["demo", "--converge-bytes", "-1"], "argument --converge-bytes: '-1' is not a positive size in bytes"),
     (["demo", "--memory-size", "-5"], "argument --memory-size: '-5' is not a positive size in MiB"),
+    (["demo", "--size", "512B"], "argument --size: '512B' is not a positive size in MiB"),
+    (["demo", "--size", "1ib"], "argument --size: '1ib' is not a positive size in MiB"),
     (["dump", "1", "--out", "x", "--max-rounds", "0"], "argument --max-rounds: '0' is not a positive number of rounds"),
 ])
 def test_numbers_are_refused_in_their_own_words(capsys: pytest.CaptureFixture[str], argv: list[str],
@@ -578,6 +580,7 @@ def test_numbers_are_refused_in_their_own_words(capsys: pytest.CaptureFixture[st
     assert message in err
 
 
-def test_demo_memory_size_zero_skips_the_memory_dump() -> None:
-    args = cli.build_parser().parse_args(["demo", "--memory-size", "0", "--size", "1G"])
+@pytest.mark.parametrize("zero", ["0", "00", "0M"])
+def test_demo_memory_size_zero_skips_the_memory_dump(zero: str) -> None:
+    args = cli.build_parser().parse_args(["demo", "--memory-size", zero, "--size", "1G"])
     assert args.memory_size == 0 and args.size == 1024
