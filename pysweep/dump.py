@@ -568,7 +568,9 @@ class Dumper:
     writable private file mappings, into ``out`` in rounds.
 
     ``backend`` is a :class:`~pysweep.tracker.Tracker` backend name.
-    ``progress`` is called with each round's :class:`RoundStats`.
+    ``progress`` is called with each round's :class:`RoundStats`, in order;
+    for the last round before the freeze and the frozen one, once the
+    process runs again.
     """
 
     def __init__(
@@ -621,7 +623,11 @@ class Dumper:
         # How long the process was stopped for the clearing sweeps of the
         # rounds before the last, on a backend whose sweep is not atomic.
         self.sweep_stops_s = 0.0
-        self._pending: tuple[_ImageWriter, dict[str, object]] | None = None
+        # Rounds whose manifests and progress lines wait: the last round
+        # before the freeze, and the frozen one, are told once the process
+        # runs again, so that neither lengthens the freeze or the window
+        # before it (a line on a serial console can take milliseconds).
+        self._pending: list[tuple[_ImageWriter, dict[str, object], RoundStats]] = []
         # While the process is frozen, what would go to disk waits here, in
         # order, until it runs again: one round's writes, small by then.
         self._deferred: list[Callable[[], None]] | None = None
@@ -821,32 +827,33 @@ class Dumper:
             "skipped": self.skipped,
             "file_private": self.file_private,
         }
-        # The frozen round's manifest is written once the process runs again.
-        self._pending = (copied, manifest)
+        self._pending.append((copied, manifest, stats))
         if not frozen:
-            self._flush()
             # Fold this round's copies into the spans now, not in the
             # frozen round, and parse the maps, which the frozen round
             # then finds unchanged, mostly, in read_maps()'s cache.
             self.held()
             read_maps(self.pid, writable_only=True)
         self.rounds.append(stats)
-        if self.progress:
-            self.progress(stats)
         return stats
 
-    def _flush(self) -> None:
+    def _report(self) -> None:
+        """Write what the rounds so far held back, their manifests, and
+        tell ``progress`` of them."""
         self._write_deferred()
-        if self._pending is not None:
-            copied, manifest = self._pending
+        pending, self._pending = self._pending, []
+        for copied, manifest, stats in pending:
             copied.close(manifest)
-            self._pending = None
+            if self.progress:
+                self.progress(stats)
 
     def run(self, *, resume: bool = True) -> list[RoundStats]:
         """Dump; with ``resume=False`` the process is left stopped."""
         try:
             return self._run(resume)
         except BaseException:
+            for copied, _, _ in self._pending:
+                copied.abandon()
             if self._writer is not None:
                 self._writer.abandon()
             raise
@@ -865,12 +872,13 @@ class Dumper:
         stats = self._round(0, False)
         number = 1
         while number < self.max_rounds and stats.bytes >= self.converge_bytes:
+            self._report()
             stats = self._round(number, False)
             number += 1
         with _stopped(self.pid, pidfd=self._pidfd, resume=resume) as freeze:
             self._round(number, True)
         self.freeze_s = freeze.seconds
-        self._flush()
+        self._report()
         self._index.write_merged(self.out / "merged", self._sources,
                                  {"pid": self.pid, "backend": self.tracker.name, "skipped": self.skipped,
                                   "file_private": self.file_private})

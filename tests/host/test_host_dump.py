@@ -435,7 +435,8 @@ sys.stdin.readline()
 
 
 @pytest.mark.parametrize("change", ["truncate", "grow", "move"])
-def test_layout_changes_no_mark_reports_leave_the_image_exact(tmp_path: Path, change: str) -> None:
+def test_layout_changes_no_mark_reports_leave_the_image_exact(tmp_path: Path, change: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """truncate: a page the process owned is gone with the file's end; grow: an anonymous mapping grows over
     a private file mapping's old range; move: a private file mapping is moved onto an anonymous one the image
     holds as zeros.  None of them marks a page; the frozen round must still get the layout right."""
@@ -448,15 +449,21 @@ def test_layout_changes_no_mark_reports_leave_the_image_exact(tmp_path: Path, ch
     try:
         base = int(proc.stdout.readline(), 16)
 
-        def change_layout(stats: dump.RoundStats) -> None:
-            if stats.round == 0:
+        dumper = Dumper(proc.pid, tmp_path / "image", backend=_NoMarksBackend.name, max_rounds=1)
+        first_round = dumper._round
+
+        def change_layout_after_round_0(number: int, frozen: bool) -> dump.RoundStats:
+            # Between round 0 and the frozen round.
+            stats = first_round(number, frozen)
+            if number == 0:
                 assert proc.stdin is not None and proc.stdout is not None
                 proc.stdin.write("go\n")
                 proc.stdin.flush()
                 assert proc.stdout.readline() == "ok\n"
+            return stats
 
-        Dumper(proc.pid, tmp_path / "image", backend=_NoMarksBackend.name, max_rounds=1,
-               progress=change_layout).run()
+        monkeypatch.setattr(dumper, "_round", change_layout_after_round_0)
+        dumper.run()
         bad = dump.verify(tmp_path / "image", proc.pid)
         # The rest of the process wrote on unmarked: only the test's pages count.
         assert [(a - base) // PAGE_SIZE for a in bad if base <= a < base + 8 * PAGE_SIZE] == []
