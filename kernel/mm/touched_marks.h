@@ -220,14 +220,21 @@ static inline void tb_fill(struct touched_vma *tv)
 	bitmap_set(tv->summary, 0, DIV_ROUND_UP(tv->nr_pages, group_pages));
 }
 
-/* Are any of the marks of summary group @group set? */
+/*
+ * Are any of the marks of summary group @group set?  A group is whole
+ * words, and no bit past @tv->nr_pages is ever set.
+ */
 static inline bool tb_group_marked(const struct touched_vma *tv,
 				   unsigned long group)
 {
-	unsigned long start = group * tb_group_pages(tv);
-	unsigned long end = min(tv->nr_pages, start + tb_group_pages(tv));
+	unsigned long wi = group << tv->shift;
+	unsigned long end = min(BITS_TO_LONGS(tv->nr_pages),
+				wi + (1UL << tv->shift));
 
-	return find_next_bit(tv->marks, end, start) < end;
+	for (; wi < end; wi++)
+		if (READ_ONCE(tv->marks[wi]))
+			return true;
+	return false;
 }
 
 /*
@@ -265,7 +272,8 @@ static inline bool tb_empty(const struct touched_vma *tv)
  * words under set summary bits are read, so the cost follows the marks
  * (times the words a summary bit covers), not the size of the VMA.
  */
-static inline unsigned long tb_next(const struct touched_vma *tv, unsigned long idx)
+static __always_inline unsigned long tb_next(const struct touched_vma *tv,
+					     unsigned long idx)
 {
 	unsigned long group_pages = tb_group_pages(tv);
 	unsigned long groups = DIV_ROUND_UP(tv->nr_pages, group_pages);

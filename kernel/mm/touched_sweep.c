@@ -121,6 +121,14 @@ static struct mm_struct *touched_sweep_get_mm(int pidfd)
 #define TOUCHED_SWEEP_BATCH	PTRS_PER_PTE
 
 /*
+ * The first round's buffer comes from a kmalloc cache: a round trip to the
+ * page allocator costs a sparse sweep more than the bigger buffer saves.
+ * A round that fills it gets the full one.
+ */
+#define TOUCHED_SWEEP_FIRST_BATCH \
+	(KMALLOC_MAX_CACHE_SIZE / sizeof(struct touched_range))
+
+/*
  * Page tables (or larger unpopulated spans) one round visits at most before
  * it drops mmap_lock, so that a sweep of a huge marked range lets writers
  * of the address space in, and notices fatal signals, now and then.
@@ -159,7 +167,8 @@ struct touched_sweep {
 };
 
 /* Can a page at @addr with @flags be reported? */
-static bool sweep_fits(struct touched_sweep *s, unsigned long addr, u64 flags)
+static __always_inline bool sweep_fits(struct touched_sweep *s,
+				       unsigned long addr, u64 flags)
 {
 	struct touched_range *last = s->count ? &s->buf[s->count - 1] : NULL;
 
@@ -169,8 +178,9 @@ static bool sweep_fits(struct touched_sweep *s, unsigned long addr, u64 flags)
 }
 
 /* Report [start, end) with @flags; sweep_fits() said yes. */
-static void sweep_emit(struct touched_sweep *s, unsigned long start,
-		       unsigned long end, u64 flags)
+static __always_inline void sweep_emit(struct touched_sweep *s,
+				       unsigned long start, unsigned long end,
+				       u64 flags)
 {
 	struct touched_range *last = s->count ? &s->buf[s->count - 1] : NULL;
 
@@ -235,7 +245,7 @@ static bool sweep_file_pinned(struct vm_area_struct *vma, pgoff_t first,
 	return true;
 }
 
-static inline bool vma_shared_file(struct vm_area_struct *vma)
+static __always_inline bool vma_shared_file(struct vm_area_struct *vma)
 {
 	return vma->vm_file && (vma->vm_flags & VM_SHARED);
 }
@@ -260,15 +270,13 @@ static inline bool vma_shared_file(struct vm_area_struct *vma)
  * (MMF_HAS_PINNED, read after the entry was cleared).  A dirty entry of
  * an mm that never pinned needs no look at its folio.
  */
-static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
-			    pte_t pte, bool pinned_mm)
+static bool __sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
+			      pte_t pte, bool pinned_mm)
 {
 	struct folio *folio;
 	swp_entry_t entry;
 
 	if (pte_present(pte)) {
-		if (pte_dirty(pte) && !pinned_mm)
-			return false;
 		folio = vm_normal_folio(vma, addr, pte);
 		if (!folio)
 			return false;
@@ -290,6 +298,16 @@ static bool sweep_must_keep(struct vm_area_struct *vma, unsigned long addr,
 		return true;
 	return pinned_mm && is_migration_entry(entry) &&
 	       folio_maybe_dma_pinned(pfn_swap_entry_folio(entry));
+}
+
+/* Inline for the common case: a written page of an mm that never pinned. */
+static __always_inline bool sweep_must_keep(struct vm_area_struct *vma,
+					    unsigned long addr, pte_t pte,
+					    bool pinned_mm)
+{
+	if (pte_present(pte) && pte_dirty(pte) && !pinned_mm)
+		return false;
+	return __sweep_must_keep(vma, addr, pte, pinned_mm);
 }
 
 /*
@@ -485,11 +503,16 @@ static unsigned long sweep_clear_ptes(struct touched_sweep *s,
 				      bool report)
 {
 	struct vm_area_struct *vma = tv->vma;
-	DECLARE_BITMAP(marks, PTRS_PER_PTE);	/* marked, then cleared */
+	/*
+	 * Written before they are read.  Left out of stack auto-init: zeroing
+	 * 384 bytes per page table is a tenth of a sparse sweep.  @marks holds
+	 * the marks found, then those cleared.
+	 */
+	DECLARE_BITMAP(marks, PTRS_PER_PTE) __uninitialized;
+	unsigned short idx[SWEEP_PTE_BATCH] __uninitialized;
+	pte_t old[SWEEP_PTE_BATCH] __uninitialized;
 	unsigned long first = tv_index(tv, addr), nr = (end - addr) >> PAGE_SHIFT;
 	unsigned long stop = end, i, j, n, wi = 0, word;
-	unsigned short idx[SWEEP_PTE_BATCH];
-	pte_t old[SWEEP_PTE_BATCH];
 
 	/*
 	 * Entries whose TLB flush reclaim batched may still be writable in
@@ -616,6 +639,8 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 		tlb_start_vma(&s->tlb, tv->vma);
 	spin_lock(&s->tm->lock);
 	idx = tb_next(tv, tv_index(tv, addr));
+	if (s->clear && idx >= tv->nr_pages)
+		touched_untag_if_empty(s->tm, tv);
 	spin_unlock(&s->tm->lock);
 	while (idx < tv->nr_pages) {
 		page = tv->vma->vm_start + idx * PAGE_SIZE;
@@ -634,13 +659,14 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 			stop = sweep_test_range(s, tv, page, span_end, report);
 		}
 		spin_lock(&s->tm->lock);
-		/* Summary and tag follow the marks the span cleared. */
-		if (s->clear && stop > page) {
+		/* The summary follows the marks the span cleared... */
+		if (s->clear && stop > page)
 			tb_summarize(tv, idx, tv_index(tv, stop) - 1);
-			touched_untag_if_empty(s->tm, tv);
-		}
 		if (stop == span_end)
 			idx = tb_next(tv, tv_index(tv, span_end));
+		/* ...and the tag the last of them: all may be clear now. */
+		if (s->clear && idx >= tv->nr_pages)
+			touched_untag_if_empty(s->tm, tv);
 		spin_unlock(&s->tm->lock);
 		if (stop < span_end)
 			break;
@@ -806,22 +832,25 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		.end = args->end,
 		.lost_start = ULONG_MAX,
 	};
-	unsigned long copied = 0, batch, n;
+	unsigned long copied = 0, batch, size, n;
+	struct touched_range *full;
+	bool filled;
 	long ret = 0;
 
 	if (put_user(args->start, &uargs->walk_end))
 		return -EFAULT;
 	batch = clamp_t(unsigned long, args->vec_len, 1, TOUCHED_SWEEP_BATCH);
-	if (touched_should_fail(batch * sizeof(*s.buf)))
+	size = min(batch, TOUCHED_SWEEP_FIRST_BATCH);
+	if (touched_should_fail(size * sizeof(*s.buf)))
 		return -ENOMEM;
-	s.buf = kmalloc_array(batch, sizeof(*s.buf), GFP_KERNEL);
+	s.buf = kmalloc_array(size, sizeof(*s.buf), GFP_KERNEL);
 	if (!s.buf)
 		return -ENOMEM;
 
 	while (s.addr < s.end) {
 		unsigned long room = args->vec_len - copied;
 
-		s.cap = min(batch, room);
+		s.cap = min(size, room);
 		s.spans = TOUCHED_SWEEP_ROUND_SPANS;
 		if (mmap_read_lock_killable(mm))
 			break;
@@ -842,7 +871,8 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		mmap_read_unlock(mm);
 
 		/* The round stopped on a full buffer: is it the caller's? */
-		if (s.addr < s.end && s.count == s.cap && s.cap == room)
+		filled = s.addr < s.end && s.count == s.cap;
+		if (filled && s.cap == room)
 			break;
 		/* Copy out all but the last entry, which may still grow. */
 		if (s.count > 1) {
@@ -857,6 +887,17 @@ static long touched_sweep_ranges(struct mm_struct *mm,
 		}
 		if (fatal_signal_pending(current))
 			break;
+		/* A dense sweep: fewer rounds with the full buffer, if it comes. */
+		if (filled && size < batch) {
+			full = kmalloc_array(batch, sizeof(*s.buf),
+					     GFP_KERNEL | __GFP_NOWARN);
+			if (full) {
+				memcpy(full, s.buf, s.count * sizeof(*s.buf));
+				kfree(s.buf);
+				s.buf = full;
+				size = batch;
+			}
+		}
 	}
 
 	if (!ret && s.count) {
