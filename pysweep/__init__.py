@@ -494,6 +494,7 @@ def sweep(
 
 
 # The backend interface builds on the types above.
+from pysweep._spans import BackendError  # noqa: E402
 from pysweep.tracker import (  # noqa: E402
     Backend,
     BackendUnavailableError,
@@ -505,6 +506,7 @@ from pysweep.tracker import (  # noqa: E402
 
 __all__ += [
     "Backend",
+    "BackendError",
     "BackendUnavailableError",
     "Guarantees",
     "Tracker",

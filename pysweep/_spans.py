@@ -25,10 +25,14 @@ Span = tuple[int, int]
 
 
 class BackendError(SweepError):
-    """A mainline backend's operation failed; the message names the backend and says why."""
+    """A mainline backend's operation failed; the message names the backend and says why.
 
-    def __init__(self, errno: int, reason: str, *, backend: str) -> None:
-        super().__init__(errno, reason)
+    ``backend`` is the backend's name.  Like every :class:`SweepError`, it
+    pickles with its fields, so it crosses process pools.
+    """
+
+    def __init__(self, errno: int, reason: str, *, backend: str = "", target: str | None = None) -> None:
+        super().__init__(errno, reason, target=target)
         self.backend = backend
 
     def __str__(self) -> str:

@@ -115,6 +115,12 @@ class SweepError(OSError):
         self.end = end
         self.target = target
 
+    @property
+    def pid(self) -> int | None:
+        """The target's pid, if the failed call named one (``target`` is ``"pid N"``)."""
+        kind, _, number = (self.target or "").partition(" ")
+        return int(number) if kind == "pid" and number.isdigit() else None
+
     def __str__(self) -> str:
         head = "touched_sweep"
         if self.op is not None:

@@ -70,3 +70,27 @@ def test_raw_call_raises_with_context() -> None:
     finally:
         os.close(pidfd)
     assert str(caught.value).startswith("touched_sweep(SWEEP, 0x1000-0x3000) on pid 42: ")
+
+
+def test_sweep_error_has_an_integer_pid_and_pickles_with_it() -> None:
+    error = error_for(errno.ESRCH, op=pysweep.Op.SWEEP, start=0x1000, end=0x3000, target="pid 4242")
+    assert error.pid == 4242
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and copy.pid == 4242 and str(copy) == str(error)
+    assert (copy.errno, copy.op, copy.start, copy.end) == (errno.ESRCH, error.op, 0x1000, 0x3000)
+    assert error_for(errno.EBADF, target="pidfd 7").pid is None
+    assert pysweep.SweepError(errno.EIO).pid is None
+
+
+@pytest.mark.parametrize("cls", [pysweep.BackendError, pysweep.BackendUnavailableError])
+def test_backend_errors_are_public_and_pickle(cls: type[pysweep.SweepError]) -> None:
+    error = cls(errno.EIO, "reading /proc/7/pagemap: Input/output error", backend="soft_dirty",  # type: ignore[call-arg]
+                **({"target": "pid 7"} if cls is pysweep.BackendError else {}))
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is cls
+    assert str(copy) == str(error) == "soft_dirty backend: reading /proc/7/pagemap: Input/output error"
+    assert copy.backend == "soft_dirty"  # type: ignore[attr-defined]
+    assert copy.errno == errno.EIO
+    if cls is pysweep.BackendError:
+        assert copy.pid == 7
+    assert isinstance(copy, OSError) and "BackendError" in pysweep.__all__
