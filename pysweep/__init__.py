@@ -51,6 +51,8 @@ from pysweep._syscall import (
     require_available,
 )
 
+__version__ = "0.1.0"
+
 __all__ = [
     "ARGS_SIZE",
     "ARGS_SIZE_VER0",
@@ -72,11 +74,13 @@ __all__ = [
     "SweepFlag",
     "SweepResult",
     "Target",
+    "buffer_range",
     "probe",
     "sweep",
     "track",
     "untrack",
 ]
+__all__ += ["__version__"]
 
 PAGE_SIZE: int = mmap.PAGESIZE
 #: Ranges fetched per system call by :func:`sweep` (96 KiB of entries): enough
@@ -84,6 +88,31 @@ PAGE_SIZE: int = mmap.PAGESIZE
 DEFAULT_BATCH = 4096
 
 _RANGE_FLAGS_MASK = int(RangeFlag.TOUCHED | RangeFlag.GONE | RangeFlag.OVERREPORTED)
+
+
+def buffer_range(buffer: Any) -> tuple[int, int]:
+    """The address range ``(start, end)`` of a Python buffer in this process.
+
+    ``buffer`` is anything with the buffer protocol and contiguous memory: an
+    ``mmap``, a ``bytearray``, a ``memoryview`` (of a slice too), an
+    ``array``.  The range is exact; :meth:`Tracker.track` and :func:`track`
+    take whole pages, so round it outwards, or map the memory with ``mmap``,
+    whose buffer starts on a page.  The address holds while ``buffer`` lives
+    and is not resized (a ``bytearray`` that grows may move).
+
+    >>> import mmap, pysweep
+    >>> m = mmap.mmap(-1, 4 * pysweep.PAGE_SIZE)
+    >>> start, end = pysweep.buffer_range(m)
+    >>> end - start == 4 * pysweep.PAGE_SIZE and start % pysweep.PAGE_SIZE == 0
+    True
+    """
+    view = memoryview(buffer)
+    if not view.c_contiguous:
+        raise ValueError("buffer is not contiguous memory")
+    if not view.nbytes:
+        raise ValueError("buffer is empty")
+    start = int(ffi.cast("uintptr_t", ffi.from_buffer(view)))
+    return start, start + view.nbytes
 
 
 def _is_int(value: object) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pysweep import PAGE_SIZE, RangeFlag, SweepError, SweepResult
+from pysweep import PAGE_SIZE, RangeFlag, SweepError, SweepResult, __version__
 from pysweep.tracker import BackendUnavailableError, Tracker, available_backends, backend_names
 
 if TYPE_CHECKING:
@@ -835,6 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=_Formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     track = commands.add_parser(

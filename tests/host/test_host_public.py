@@ -1,0 +1,59 @@
+"""The package's version and the address range of a buffer."""
+
+from __future__ import annotations
+
+import array
+import mmap
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import pysweep
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_version_matches_the_project_metadata() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert pysweep.__version__ == project["version"]
+
+
+def test_cli_prints_its_version() -> None:
+    done = subprocess.run([sys.executable, "-m", "pysweep", "--version"], capture_output=True, text=True, cwd=REPO,
+                          check=False)
+    assert done.returncode == 0
+    assert done.stdout == f"pysweep {pysweep.__version__}\n"
+
+
+def test_buffer_range_of_an_mmap_is_its_pages() -> None:
+    with mmap.mmap(-1, 3 * pysweep.PAGE_SIZE) as m:
+        start, end = pysweep.buffer_range(m)
+        assert start % pysweep.PAGE_SIZE == 0 and end - start == 3 * pysweep.PAGE_SIZE
+        # The range is this process's memory: ctypes sees the same address.
+        import ctypes
+
+        assert start == ctypes.addressof(ctypes.c_char.from_buffer(m))
+
+
+def test_buffer_range_of_slices_bytearrays_and_arrays() -> None:
+    data = bytearray(100)
+    start, end = pysweep.buffer_range(data)
+    assert end - start == 100
+    assert pysweep.buffer_range(memoryview(data)[10:30]) == (start + 10, start + 30)
+    numbers = array.array("q", range(8))
+    first, last = pysweep.buffer_range(numbers)
+    assert last - first == 64 and first == numbers.buffer_info()[0]
+    # Read-only buffers have an address too.
+    assert pysweep.buffer_range(b"abc")[1] - pysweep.buffer_range(b"abc")[0] == 3
+
+
+def test_buffer_range_refuses_what_has_no_single_range() -> None:
+    with pytest.raises(ValueError, match="not contiguous"):
+        pysweep.buffer_range(memoryview(bytearray(16))[::2])
+    with pytest.raises(ValueError, match="empty"):
+        pysweep.buffer_range(bytearray())
+    with pytest.raises(TypeError):
+        pysweep.buffer_range(42)
