@@ -75,6 +75,8 @@ __all__ = [
     "SweepResult",
     "Target",
     "buffer_range",
+    "check_max_ranges",
+    "check_window",
     "probe",
     "sweep",
     "track",
@@ -113,6 +115,35 @@ def buffer_range(buffer: Any) -> tuple[int, int]:
         raise ValueError("buffer is empty")
     start = int(ffi.cast("uintptr_t", ffi.from_buffer(view)))
     return start, start + view.nbytes
+
+
+def check_window(start: object, end: object) -> None:
+    """Raise unless ``[start, end)`` is a window every backend takes.
+
+    ``start`` and ``end`` are ints (``TypeError``), 64-bit addresses that are
+    page aligned, with ``start <= end`` (``ValueError``; an empty window is
+    fine).  :class:`Tracker` checks this before any backend sees the window.
+    """
+    for name, value in (("start", start), ("end", end)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if not 0 <= value < 1 << 64:
+            raise ValueError(f"{name} {value:#x} is not a 64-bit address")
+        if value % PAGE_SIZE:
+            raise ValueError(f"{name} {value:#x} is not page aligned (pages are {PAGE_SIZE} bytes)")
+    assert isinstance(start, int) and isinstance(end, int)
+    if start > end:
+        raise ValueError(f"window {start:#x}-{end:#x} is reversed: start is above end")
+
+
+def check_max_ranges(max_ranges: object) -> None:
+    """Raise unless ``max_ranges`` is ``None`` or an int of at least 1."""
+    if max_ranges is None:
+        return
+    if isinstance(max_ranges, bool) or not isinstance(max_ranges, int):
+        raise TypeError(f"max_ranges must be an int or None, not {type(max_ranges).__name__}")
+    if max_ranges < 1:
+        raise ValueError(f"max_ranges must be at least 1, not {max_ranges}")
 
 
 def _is_int(value: object) -> bool:
@@ -459,8 +490,7 @@ class Target:
         is then where to resume, and marks past it are left as they are.
         Ranges that meet at a call boundary with equal flags are joined.
         """
-        if max_ranges is not None and max_ranges < 1:
-            raise ValueError(f"max_ranges must be at least 1, not {max_ranges}")
+        check_max_ranges(max_ranges)
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
         flags = int(SweepFlag.CLEAR) if clear else 0

@@ -200,8 +200,6 @@ def limited_result(found: Spans, start: int, end: int, max_ranges: int | None) -
     one left out, as touched_sweep answers: everything below it was
     reported, nothing at or above it was.
     """
-    if max_ranges is not None and max_ranges < 1:
-        raise ValueError(f"max_ranges must be at least 1, not {max_ranges}")
     items = found.items
     walk_end = end
     if max_ranges is not None and len(items) > max_ranges:

@@ -288,8 +288,6 @@ class PagemapScanBackend(Backend):
         self._tracked = self._tracked - dropped
 
     def sweep(self, start: int, end: int, *, clear: bool = True, max_ranges: int | None = None) -> SweepResult:
-        if max_ranges is not None and max_ranges < 1:
-            raise ValueError(f"max_ranges must be at least 1, not {max_ranges}")
         self._fds()
         flags = lib.PM_SCAN_CHECK_WPASYNC | (lib.PM_SCAN_WP_MATCHING if clear else 0)
         entries: array.array[int] = array.array("Q")

@@ -236,8 +236,6 @@ class SoftDirtyBackend(Backend):
 
     def sweep(self, start: int, end: int, *, clear: bool = True, max_ranges: int | None = None) -> SweepResult:
         self._fds()
-        if max_ranges is not None and max_ranges < 1:
-            raise ValueError(f"max_ranges must be at least 1, not {max_ranges}")
         if not clear:
             found = self._pending.clip(start, end) | self._read(self._tracked.clip(start, end))
             return limited_result(found, start, end, max_ranges)[0]

@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import attrs
 
-from pysweep import DEFAULT_BATCH, SweepResult, Target
+from pysweep import DEFAULT_BATCH, SweepResult, Target, check_max_ranges, check_window
 from pysweep._syscall import SweepError, probe
 
 __all__ = [
@@ -114,7 +114,9 @@ class Backend(abc.ABC):
     Subclasses set :attr:`name` and :attr:`guarantees`, check in their
     constructor that they work on this kernel for this target (raising
     :class:`BackendUnavailableError` if not), and implement the four methods.
-    Addresses are page aligned, ``start <= end``.
+    They may assume what :class:`Tracker` checks first: a window that
+    passes :func:`check_window` and a ``max_ranges`` that passes
+    :func:`check_max_ranges`.
     """
 
     name: ClassVar[str]
@@ -293,15 +295,28 @@ class Tracker:
         return self.backend.guarantees
 
     def track(self, start: int, end: int) -> None:
-        """Opt ``[start, end)`` into tracking; see :meth:`Backend.track`."""
+        """Opt ``[start, end)`` into tracking; see :meth:`Backend.track`.
+
+        Every method checks its window with :func:`check_window` first
+        (``TypeError`` or ``ValueError``), whatever the backend.
+        """
+        check_window(start, end)
         self.backend.track(start, end)
 
     def untrack(self, start: int, end: int) -> None:
         """Opt ``[start, end)`` out of tracking."""
+        check_window(start, end)
         self.backend.untrack(start, end)
 
     def sweep(self, start: int, end: int, *, clear: bool = True, max_ranges: int | None = None) -> SweepResult:
-        """Report, and with ``clear`` clear, the written ranges of ``[start, end)``."""
+        """Report, and with ``clear`` clear, the written ranges of ``[start, end)``.
+
+        ``max_ranges`` (``None`` or at least 1, :func:`check_max_ranges`)
+        stops the sweep after that many ranges; the result's ``walk_end``
+        says where to resume.
+        """
+        check_window(start, end)
+        check_max_ranges(max_ranges)
         return self.backend.sweep(start, end, clear=clear, max_ranges=max_ranges)
 
     def close(self) -> None:

@@ -393,9 +393,9 @@ def test_closed_backend_refuses(region: int) -> None:
     opened.close()
 
 
-def test_bad_max_ranges(backend: PagemapScanBackend, region: int) -> None:
-    with pytest.raises(ValueError, match="max_ranges"):
-        backend.sweep(region, region + P, max_ranges=0)
+def test_bad_max_ranges(region: int) -> None:
+    with pysweep.Tracker(backend="pagemap_scan") as tracker, pytest.raises(ValueError, match="max_ranges"):
+        tracker.sweep(region, region + P, max_ranges=0)
 
 
 # -- soft_dirty and auto ------------------------------------------------------
