@@ -187,8 +187,8 @@ class Range:
     ``flags`` is a :class:`RangeFlag` mask.  ``len()`` is the size in bytes.
     """
 
-    start: int = attrs.field(validator=_check_address)
-    end: int = attrs.field(validator=[_check_address, _check_above_start])
+    start: int = attrs.field(validator=_check_address, repr=hex)
+    end: int = attrs.field(validator=[_check_address, _check_above_start], repr=hex)
     flags: RangeFlag = attrs.field(default=RangeFlag.TOUCHED, converter=_as_range_flags, validator=_check_range_flags)
 
     @property
@@ -355,7 +355,7 @@ class SweepResult:
         return SweepResult._from_entries(kept, self.walk_end)
 
     def __repr__(self) -> str:
-        return f"SweepResult(ranges={self.ranges!r}, walk_end={self.walk_end!r})"
+        return f"SweepResult(ranges={self.ranges!r}, walk_end={self.walk_end:#x})"
 
     def __reduce__(self) -> tuple[Callable[[array.array[int], int], SweepResult], tuple[array.array[int], int]]:
         # The entries and walk_end make the value; Range objects built for

@@ -57,3 +57,10 @@ def test_buffer_range_refuses_what_has_no_single_range() -> None:
         pysweep.buffer_range(bytearray())
     with pytest.raises(TypeError):
         pysweep.buffer_range(42)
+
+
+def test_reprs_print_addresses_in_hex() -> None:
+    written = pysweep.Range(0x7F0000001000, 0x7F0000003000)
+    assert repr(written) == "Range(start=0x7f0000001000, end=0x7f0000003000, flags=<RangeFlag.TOUCHED: 1>)"
+    result = pysweep.SweepResult([written], 0x7F0000004000)
+    assert repr(result) == f"SweepResult(ranges=({written!r},), walk_end=0x7f0000004000)"
