@@ -16,13 +16,23 @@ import threading
 
 import attrs
 
+
+def not_built(module: str) -> ImportError:
+    """The error for a missing compiled module, saying which copy of pysweep lacks it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return ImportError(
+        f"{module} is not built in {here}.\n"
+        "If that is a source tree, it comes before any installed copy on sys.path (pytest and\n"
+        "`python -m` put it there).  Build it in place with `pip install -e .` (or\n"
+        "`python3 setup.py build_ext --inplace`), or run from another directory.\n"
+        "Building needs gcc and the Python headers (Debian: apt install gcc python3-dev)."
+    )
+
+
 try:
     from pysweep._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - depends on the build
-    raise ImportError(
-        "pysweep._native is not built; run `python3 setup.py build_ext --inplace` "
-        "in the source tree or install the package"
-    ) from exc
+    raise not_built("pysweep._native") from exc
 
 __all__ = [
     "ARGS_SIZE",

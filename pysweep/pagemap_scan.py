@@ -48,12 +48,13 @@ from typing import Any
 
 from pysweep import _ENTRY_WORDS, DEFAULT_BATCH, RangeFlag, SweepResult
 from pysweep._spans import BackendError, Spans, check_mapped
+from pysweep._syscall import not_built
 from pysweep.tracker import Backend, BackendUnavailableError, Guarantees, register_backend
 
 try:
     from pysweep._mainline import ffi, lib
 except ImportError as exc:  # pragma: no cover - depends on the build
-    raise ImportError("pysweep._mainline is not built; run `python3 setup.py build_ext --inplace`") from exc
+    raise not_built("pysweep._mainline") from exc
 
 __all__ = ["PagemapScanBackend"]
 
