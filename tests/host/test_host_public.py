@@ -64,3 +64,31 @@ def test_reprs_print_addresses_in_hex() -> None:
     assert repr(written) == "Range(start=0x7f0000001000, end=0x7f0000003000, flags=<RangeFlag.TOUCHED: 1>)"
     result = pysweep.SweepResult([written], 0x7F0000004000)
     assert repr(result) == f"SweepResult(ranges=({written!r},), walk_end=0x7f0000004000)"
+
+
+def test_a_tree_without_its_extensions_says_what_to_do(tmp_path: Path) -> None:
+    # A copy of the package without the compiled modules, first on the path,
+    # as a source tree is under pytest.
+    import shutil
+
+    copy = tmp_path / "pysweep"
+    shutil.copytree(REPO / "pysweep", copy, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    done = subprocess.run([sys.executable, "-c", "import pysweep"], cwd=tmp_path, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 1
+    assert f"pysweep._native is not built in {copy}." in done.stderr
+    assert "pip install -e ." in done.stderr and "apt install gcc python3-dev" in done.stderr
+
+
+def test_the_readme_quick_start_runs() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    works = [name for name, why in pysweep.available_backends().items() if why is None]
+    if not works:
+        pytest.skip("no backend can watch this process on this kernel")
+    done = subprocess.run([sys.executable, "-c", example], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    name, written = done.stdout.split(" ", 1)
+    assert name == works[0]
+    assert written.startswith("Range(start=0x") and "TOUCHED" in written
