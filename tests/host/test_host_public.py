@@ -92,3 +92,22 @@ def test_the_readme_quick_start_runs() -> None:
     name, written = done.stdout.split(" ", 1)
     assert name == works[0]
     assert written.startswith("Range(start=0x") and "TOUCHED" in written
+
+
+def test_the_wheel_is_abi3_and_carries_the_metadata(tmp_path: Path) -> None:
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "setup.py", "-q", "bdist_wheel", "--dist-dir", str(tmp_path / "dist"),
+         "--bdist-dir", str(tmp_path / "bdist")],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    assert wheel.name.startswith(f"pysweep-{pysweep.__version__}-cp311-abi3-linux_")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(f"pysweep-{pysweep.__version__}.dist-info/METADATA").decode()
+    assert {"pysweep/_native.abi3.so", "pysweep/_mainline.abi3.so", "pysweep/py.typed"} <= set(names)
+    assert "License: GPL-2.0-only" in metadata
+    assert "Description-Content-Type: text/markdown" in metadata and "## Quick start" in metadata
