@@ -287,3 +287,18 @@ def test_named_run_keeps_the_first_runs_output(
     lock.close()
     busy_lock.close()
     assert (out / "result").read_text() == "first boot"
+
+
+def test_tap_nested_by_the_kselftest_runner(tmp_path: Path) -> None:
+    # run_kselftest.sh puts each program's TAP under "# " and adds its own line.
+    tap = tmp_path / "k.tap"
+    tap.write_text("TAP version 13\n1..1\n# timeout set to 600\n"
+                   "# selftests: touched_sweep: touched_sweep_stress\n"
+                   "# TAP version 13\n# 1..2\n# ok 1 s.a\n# not ok 2 s.b\n"
+                   "# # 286107 writes, 17 sweeps (252 calls), ENOMEM target 17, 4.0 s, 0 mismatches\n"
+                   "# # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:0 error:0\n"
+                   "not ok 1 selftests: touched_sweep: touched_sweep_stress # exit=1\n")
+    c = suite.tap_counts("k", tap)
+    assert (c.passed, c.failed, c.ok) == (1, 1, False)
+    assert c.failures == ["s.b", "selftests: touched_sweep: touched_sweep_stress # exit=1"]
+    assert suite.tap_figures(tap) == "286,107 writes checked, 0 mismatches"

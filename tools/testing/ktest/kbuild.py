@@ -49,7 +49,11 @@ FLAVOURS = {
 }
 FEATURE_OPTION = "CONFIG_TOUCHED_SWEEP"
 SELFTEST_DIR = "tools/testing/selftests/touched_sweep"
-SELFTESTS_OUT = BUILD / "selftests" / "touched_sweep"
+# The kselftests as `make install` of tools/testing/selftests lays them
+# out: run_kselftest.sh, the runner and kselftest-list.txt on top, the
+# programs and their settings file in touched_sweep/.
+SELFTESTS_INSTALL = BUILD / "selftests" / "install"
+SELFTESTS_OUT = SELFTESTS_INSTALL / "touched_sweep"
 # Log lines that explain a failed compile or link.
 BUILD_ERRORS = r"error:|Error \d|undefined reference|\*\*\* "
 
@@ -363,13 +367,15 @@ def headers_dir(flavour: str) -> Path:
 
 
 def build_selftests(flavour: str) -> Path:
-    """Build the touched_sweep kselftests against @flavour's headers."""
+    """Build and install the touched_sweep kselftests against @flavour's
+    headers, through the kselftest Makefile's own install target."""
     stage("building the selftests")
-    SELFTESTS_OUT.mkdir(parents=True, exist_ok=True)
     headers = headers_dir(flavour)
     run_logged("selftest build",
-               ["make", "-C", TREE / SELFTEST_DIR, f"OUTPUT={SELFTESTS_OUT}",
-                f"KHDR_INCLUDES=-isystem {headers}"],
+               ["make", "-C", TREE / "tools" / "testing" / "selftests",
+                "TARGETS=touched_sweep", f"O={BUILD / 'selftests' / 'obj'}",
+                f"INSTALL_PATH={SELFTESTS_INSTALL}",
+                f"KHDR_INCLUDES=-isystem {headers}", "install"],
                log_path("selftests"), excerpt=BUILD_ERRORS)
     return SELFTESTS_OUT / "touched_sweep_test"
 

@@ -81,7 +81,8 @@ def tap_counts(name: str, path: Path) -> Counts:
         return Counts(name, note="TAP output has no totals (crashed?)")
     p, f, xf, xp, s, e = map(int, m.groups())
     c = Counts(name, passed=p + xf, failed=f + xp + e, skipped=s)
-    c.failures = re.findall(r"^not ok \d+ (.*)$", text, re.M)
+    # The kselftest runner nests each program's TAP under "# ".
+    c.failures = re.findall(r"^(?:# )*not ok \d+ (.*)$", text, re.M)
     if s:
         c.note = f"{s} skipped in the patched guest"
     return c
@@ -366,7 +367,7 @@ def tap_figures(path: Path) -> str:
     if not path.exists():
         return ""
     text = path.read_text(errors="replace")
-    runs = re.findall(r"^# (\d+) writes, .*, (\d+) mismatches$", text, re.M)
+    runs = re.findall(r"^(?:# )+(\d+) writes, .*, (\d+) mismatches$", text, re.M)
     if runs:
         writes = sum(int(w) for w, _ in runs)
         mismatches = sum(int(m) for _, m in runs)
