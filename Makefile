@@ -5,9 +5,9 @@
 # other targets.
 
 PYTHON ?= python3
-KTEST := $(PYTHON) tools/testing/ktest
-# Options for ktest's guest runs, e.g. KTEST_ARGS="--timeout 600".
-KTEST_ARGS ?=
+HARNESS := $(PYTHON) tools/testing/harness
+# Options for harness's guest runs, e.g. HARNESS_ARGS="--timeout 600".
+HARNESS_ARGS ?=
 
 PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
 	$(wildcard pysweep/_build_ffi.py pysweep/_build_mainline.py)
@@ -24,7 +24,7 @@ help:
 	@echo "                   guest, compare the freeze times (DEMO_ARGS='--size 256 ...')"
 	@echo "make bench         benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty"
 	@echo "                   in one guest boot: build/bench/results.json, plots, targets"
-	@echo "                   (KTEST_ARGS='--quick' or '--runs N'; see $(KTEST) bench --help)"
+	@echo "                   (HARNESS_ARGS='--quick' or '--runs N'; see $(HARNESS) bench --help)"
 	@echo "make patches       the upstream series with a cover letter in build/patches/,"
 	@echo "                   checked with checkpatch --strict"
 	@echo "make check-patches make patches, then build the kernel after each patch,"
@@ -41,13 +41,13 @@ help:
 	@echo "                   boot the guest and run one command in it"
 	@echo "make probe-kvm     say whether KVM works here (TCG is used otherwise)"
 	@echo "make mm-baseline   re-record the upstream mm selftest results of the"
-	@echo "                   unpatched kernel (tools/testing/ktest/mm-baseline.json)"
+	@echo "                   unpatched kernel (tools/testing/harness/mm-baseline.json)"
 	@echo "make clean         remove test results and the built extension"
 	@echo "make distclean     remove build/ entirely"
-	@echo "Logs: build/logs/.  Full options: $(KTEST) --help"
+	@echo "Logs: build/logs/.  Full options: $(HARNESS) --help"
 
 deps:
-	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps
+	@PYTHON=$(PYTHON) tools/testing/harness/install-deps
 
 $(PYSWEEP_EXT_STAMP): $(PYSWEEP_EXT_SOURCES) | deps
 	@mkdir -p build/py
@@ -63,28 +63,28 @@ $(PYSWEEP_EXT_STAMP): $(PYSWEEP_EXT_SOURCES) | deps
 pysweep: $(PYSWEEP_EXT_STAMP)
 
 kernel: deps
-	@$(KTEST) kernel --flavour plain
+	@$(HARNESS) kernel --flavour plain
 
 kernel-debug: deps
-	@$(KTEST) kernel --flavour debug
+	@$(HARNESS) kernel --flavour debug
 
 selftests: deps
-	@$(KTEST) kernel --flavour debug --selftests
+	@$(HARNESS) kernel --flavour debug --selftests
 
 test-host: pysweep
 	@$(PYTHON) -m pytest -p no:cacheprovider -q tests/host
 
 lint: deps
-	@$(KTEST) lint
+	@$(HARNESS) lint
 
 test: pysweep
-	@$(KTEST) test $(KTEST_ARGS)
+	@$(HARNESS) test $(HARNESS_ARGS)
 
 FLAVOUR ?= debug
-vm-run: export KTEST_CMD = $(CMD)
+vm-run: export HARNESS_CMD = $(CMD)
 vm-run: pysweep
-	@test -n "$$KTEST_CMD" || { echo "usage: make vm-run CMD='command'"; exit 2; }
-	@$(KTEST) run --flavour $(FLAVOUR) $(KTEST_ARGS) -- sh -c "$$KTEST_CMD"
+	@test -n "$$HARNESS_CMD" || { echo "usage: make vm-run CMD='command'"; exit 2; }
+	@$(HARNESS) run --flavour $(FLAVOUR) $(HARNESS_ARGS) -- sh -c "$$HARNESS_CMD"
 
 # The main job: boot the plain kernel and, in it, dump a busy workload the
 # classic way and pre-copy (pysweep demo).  DEMO_ARGS go to pysweep demo,
@@ -94,7 +94,7 @@ vm-run: pysweep
 # the 1 GiB workload whose dump's memory is measured, with its 2 GiB image.
 DEMO_ARGS ?=
 demo: pysweep
-	@$(KTEST) run --flavour plain --memory 6G --timeout 1200 $(KTEST_ARGS) -- \
+	@$(HARNESS) run --flavour plain --memory 6G --timeout 1200 $(HARNESS_ARGS) -- \
 		python3 -m pysweep demo $(DEMO_ARGS)
 
 # One guest boot with 6 GiB of memory and an hour's timeout; the raw JSON
@@ -103,24 +103,24 @@ demo: pysweep
 SOAK_SECONDS ?= 600
 SOAK_FUZZ_CALLS ?= 1000000
 soak: deps
-	@$(KTEST) soak --duration $(SOAK_SECONDS) --fuzz-calls $(SOAK_FUZZ_CALLS) $(KTEST_ARGS)
+	@$(HARNESS) soak --duration $(SOAK_SECONDS) --fuzz-calls $(SOAK_FUZZ_CALLS) $(HARNESS_ARGS)
 
 patches: deps
-	@$(KTEST) patches
+	@$(HARNESS) patches
 
 check-patches:
-	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps --patches
-	@$(KTEST) check-patches $(KTEST_ARGS)
+	@PYTHON=$(PYTHON) tools/testing/harness/install-deps --patches
+	@$(HARNESS) check-patches $(HARNESS_ARGS)
 
 bench:
-	@PYTHON=$(PYTHON) tools/testing/ktest/install-deps --bench
-	@$(KTEST) bench $(KTEST_ARGS)
+	@PYTHON=$(PYTHON) tools/testing/harness/install-deps --bench
+	@$(HARNESS) bench $(HARNESS_ARGS)
 
 probe-kvm: kernel
-	@$(KTEST) probe-kvm
+	@$(HARNESS) probe-kvm
 
 mm-baseline: deps
-	@$(KTEST) mm-baseline $(KTEST_ARGS)
+	@$(HARNESS) mm-baseline $(HARNESS_ARGS)
 
 clean:
 	rm -rf build/results build/vm build/py pysweep/_native*.so

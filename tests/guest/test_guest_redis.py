@@ -32,7 +32,7 @@ LOAD_REQUESTS = 100_000_000
 def _need(program: str) -> str:
     path = shutil.which(program)
     if path is None:
-        pytest.fail(f"{program} is missing: tools/testing/ktest/install-deps installs it (redis-server, redis-tools)")
+        pytest.fail(f"{program} is missing: tools/testing/harness/install-deps installs it (redis-server, redis-tools)")
     return path
 
 

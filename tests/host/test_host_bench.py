@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]
-                       / "tools" / "testing" / "ktest"))
+                       / "tools" / "testing" / "harness"))
 
 import bench
 import vm
 
-KTEST_MAIN = Path(bench.__file__).resolve().parent / "__main__.py"
+HARNESS_MAIN = Path(bench.__file__).resolve().parent / "__main__.py"
 
 META: dict[str, Any] = {"type": "meta", "kernel": "6.12.117-ts", "clocksource": "tsc", "cpus": 2,
                         "mem_total_kib": 6_000_000, "page_size": 4096, "runs": 3}
@@ -435,8 +435,8 @@ def bench_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield out
 
 
-def ktest_main() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ktest_main", KTEST_MAIN)
+def harness_main() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("harness_main", HARNESS_MAIN)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -447,11 +447,11 @@ def test_report_only(tmp_path: Path, bench_dir: Path, no_matplotlib: None,
                      capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "elsewhere.jsonl"
     src.write_text(jsonl(full_run()))
-    assert ktest_main().main(["bench", "--report-only", str(src), "--accel", "kvm"]) == 0
+    assert harness_main().main(["bench", "--report-only", str(src), "--accel", "kvm"]) == 0
     assert (bench_dir / "bench.jsonl").read_text() == src.read_text()
     assert json.loads((bench_dir / "results.json").read_text())["accelerator"] == "kvm"
     # Again from the copy: the accelerator comes from the run.json beside it.
-    assert ktest_main().main(["bench", "--report-only", str(bench_dir / "bench.jsonl")]) == 0
+    assert harness_main().main(["bench", "--report-only", str(bench_dir / "bench.jsonl")]) == 0
     assert json.loads((bench_dir / "results.json").read_text())["accelerator"] == "kvm"
     capsys.readouterr()
 
@@ -460,7 +460,7 @@ def test_report_only_malformed_fails(tmp_path: Path, bench_dir: Path) -> None:
     src = tmp_path / "bad.jsonl"
     src.write_text(MALFORMED["missing field"])
     with pytest.raises(SystemExit) as e:
-        ktest_main().main(["bench", "--report-only", str(src)])
+        harness_main().main(["bench", "--report-only", str(src)])
     assert e.value.code == 1
     assert not (bench_dir / "results.json").exists()
 
@@ -480,7 +480,7 @@ def test_bench_arguments_reach_the_program(monkeypatch: pytest.MonkeyPatch, argv
         return 0
 
     monkeypatch.setattr(bench, "run", fake_run)
-    assert ktest_main().main(["bench", *argv]) == 0
+    assert harness_main().main(["bench", *argv]) == 0
     ((flavour, opts, extra),) = calls
     assert (flavour, opts.memory, opts.cpus, opts.timeout, extra) == ("plain", "6G", 2, 3600, passed)
 

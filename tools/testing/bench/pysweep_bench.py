@@ -16,7 +16,7 @@ happens to it after the system call returns:
   .ranges etc. what the lazy accessors cost when a caller asks
 
 ``guest`` needs the patched kernel (run it in the plain guest, for
-instance ``ktest run --flavour plain -- python3 tools/testing/bench/pysweep_bench.py
+instance ``harness run --flavour plain -- python3 tools/testing/bench/pysweep_bench.py
 guest``).  It writes every other page of a tracked mapping and times
 ``Tracker.sweep()`` against the bare ``touched_sweep()`` call with room for
 every range, test-only (``peek``) and clearing (``clear``, the pages written
@@ -239,7 +239,7 @@ def guest(count: int, runs: int) -> dict[str, float]:
 
 def bench_records(count: int) -> list[dict[str, object]]:
     """The clearing sweeps of guest() as measurement records of the
-    benchmark's JSON lines (tools/testing/ktest/bench.py reads them):
+    benchmark's JSON lines (tools/testing/harness/bench.py reads them):
     scenario "binding", the bare call as touched_sweep and Tracker.sweep()
     as pysweep."""
     return [

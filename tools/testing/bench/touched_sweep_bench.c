@@ -19,7 +19,7 @@
  * multi-threaded target cost when they all follow one sweep.
  *
  * Results go out as JSON lines, one object per measurement, for
- * tools/testing/ktest/bench.py to summarise.  Progress goes to stderr.
+ * tools/testing/harness/bench.py to summarise.  Progress goes to stderr.
  */
 
 #define _GNU_SOURCE

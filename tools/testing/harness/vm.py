@@ -29,10 +29,10 @@ from typing import IO
 
 from common import BUILD, LOGS, REPO, StepFailed, show, stage
 
-GUEST_INIT = REPO / "tools" / "testing" / "ktest" / "guest-init"
+GUEST_INIT = REPO / "tools" / "testing" / "harness" / "guest-init"
 VM_DIR = BUILD / "vm"
 KVM_PROBE_CACHE = BUILD / "kvm-probe.json"
-GUEST_OUT = "/tmp/ktest-out"
+GUEST_OUT = "/tmp/harness-out"
 
 # Console lines that mean the kernel found a bug.  Lockdep, KASAN and
 # DEBUG_ATOMIC_SLEEP reports all start with one of the first two.
@@ -167,11 +167,11 @@ def _write_command(out_dir: Path, cmd: list[str], env: dict[str, str]) -> None:
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": str(REPO),
-        "KTEST_OUT": GUEST_OUT,
+        "HARNESS_OUT": GUEST_OUT,
         "PYSWEEP_GUEST": "1",
         **env,
     }
-    lines = ["# Written by ktest for one guest run."]
+    lines = ["# Written by harness for one guest run."]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in guest_env.items()]
     lines += [f"cd {shlex.quote(str(REPO))}", shlex.join(cmd), ""]
     (out_dir / "cmd.sh").write_text("\n".join(lines))

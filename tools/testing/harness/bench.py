@@ -1,6 +1,6 @@
 """The benchmark: touched_sweep against PAGEMAP_SCAN and soft-dirty.
 
-`ktest bench` builds the plain kernel and tools/testing/bench/touched_sweep_bench.c,
+`harness bench` builds the plain kernel and tools/testing/bench/touched_sweep_bench.c,
 boots the kernel once to run the benchmark, and turns the JSON lines it
 writes into build/bench/results.json, PNG plots and a table on the terminal,
 with the performance and memory targets evaluated.
@@ -675,7 +675,7 @@ OVERLAYS = {
 def _matplotlib() -> ModuleType | None:
     """pyplot with the Agg backend, or None if matplotlib is not installed.
 
-    Imported by name at run time: ktest's own code and its lint run do not
+    Imported by name at run time: harness's own code and its lint run do not
     need matplotlib, and the lint findings stay the same with it or without.
     """
     try:
@@ -740,7 +740,7 @@ def plot(data: BenchData, info: RunInfo, out_dir: Path) -> tuple[list[Path], str
     plt = _matplotlib()
     if plt is None:
         return [], ("matplotlib is not installed, so no plots "
-                    "(tools/testing/ktest/install-deps --bench installs it)")
+                    "(tools/testing/harness/install-deps --bench installs it)")
     where = {"tcg": "guest under TCG", "kvm": "guest under KVM"}.get(
         info.accelerator, "guest")
     written = []
@@ -993,7 +993,7 @@ def run(flavour: str, opts: vm.RunOptions, bench_args: Sequence[str]) -> int:
         stale.unlink(missing_ok=True)
     stage(f"benchmark on the {flavour} kernel: {' '.join(bench_args) or 'default settings'}")
     date = utc_now()
-    # $KTEST_OUT in the guest is vm.GUEST_OUT.
+    # $HARNESS_OUT in the guest is vm.GUEST_OUT.
     result = vm.run(image, guest_command(binary, bench_args), opts, stream=True)
     vm.report(result)
     raw = result.out_dir / RAW_NAME

@@ -6,14 +6,14 @@ instead: a static init (arm64-init.c) and the four touched_sweep
 kselftests, all cross-compiled and static.  The init runs each selftest
 with a time limit, writes the TAP output to the serial console between
 marker lines, and powers the machine off.  The host cuts the console log
-into one TAP file per selftest, counts them as `ktest test` does, and
+into one TAP file per selftest, counts them as `harness test` does, and
 scans the console for kernel splats.
 
 arm64 has no soft-dirty PTE bit (CONFIG_MEM_SOFT_DIRTY is x86, s390 and
 powerpc only), so this run shows that touched_sweep() needs no
 architecture-specific page-table bits.
 
-    python3 tools/testing/ktest/arm64.py [--no-boot] [--tree DIR] [--obj DIR]
+    python3 tools/testing/harness/arm64.py [--no-boot] [--tree DIR] [--obj DIR]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Run as a script, this directory is already on sys.path; imported from
-# elsewhere, ktest's modules must still import each other by bare name.
+# elsewhere, harness's modules must still import each other by bare name.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kbuild
@@ -39,9 +39,9 @@ import suite
 import vm
 from common import BUILD, StepFailed, log_path, run_logged, show, stage
 
-KTEST_DIR = Path(__file__).resolve().parent
+HARNESS_DIR = Path(__file__).resolve().parent
 ARM64_CONFIG = kbuild.CONFIGS / "arm64.config"
-INIT_SOURCE = KTEST_DIR / "arm64-init.c"
+INIT_SOURCE = HARNESS_DIR / "arm64-init.c"
 OBJ = BUILD / "obj-arm64"
 # Everything else the arm64 run makes: init, selftests, initramfs, TAP.
 OUT = BUILD / "arm64"
@@ -68,7 +68,7 @@ DEFAULT_CPUS = 2
 STRESS_WRITES = 200000
 
 # The init's console markers (arm64-init.c).
-MARK = "ktest-arm64:"
+MARK = "harness-arm64:"
 BEGIN_RE = re.compile(rf"^{MARK} begin (\S+)$", re.M)
 END_RE = re.compile(rf"^{MARK} end (\S+) status=(\S+) seconds=([\d.]+)$", re.M)
 DONE_RE = re.compile(rf"^{MARK} done tests=(\d+) failed=(\d+)", re.M)
@@ -89,7 +89,7 @@ class TestResult:
     @property
     def ok(self) -> bool:
         # A skip in the patched guest means the kernel or the guest lacks
-        # something the test needs: as in `ktest test`, it fails the run.
+        # something the test needs: as in `harness test`, it fails the run.
         return (self.status == "exit:0" and self.counts.ok
                 and not self.counts.skipped)
 
@@ -137,7 +137,7 @@ class BootResult:
 def _cc() -> str:
     gcc = f"{CROSS_COMPILE}gcc"
     if not shutil.which(gcc):
-        raise StepFailed(f"{gcc} not found (tools/testing/ktest/install-deps "
+        raise StepFailed(f"{gcc} not found (tools/testing/harness/install-deps "
                          "--patches installs gcc-aarch64-linux-gnu)")
     return f"ccache {gcc}" if shutil.which("ccache") else gcc
 
@@ -232,7 +232,7 @@ def build_arm64_selftests(tree: Path, obj: Path, out: Path) -> list[Path]:
     # installed ABI header: rebuild them all when it or the command changes.
     key = kbuild._sha((headers / "linux" / "touched_sweep.h").read_bytes()
                       + " ".join(make).encode())
-    stamp = out / ".ktest-headers"
+    stamp = out / ".harness-headers"
     if not stamp.exists() or stamp.read_text() != key:
         make.append("-B")
     run_logged("arm64 selftest build", make, log_path("arm64-selftests"),
@@ -330,7 +330,7 @@ def qemu_argv(image: Path, initramfs: Path, append: str, *,
     """
     qemu = shutil.which(QEMU)
     if not qemu:
-        raise StepFailed(f"{QEMU} not found (tools/testing/ktest/install-deps "
+        raise StepFailed(f"{QEMU} not found (tools/testing/harness/install-deps "
                          "--patches installs qemu-system-arm)")
     if memory_mib % 2:
         raise StepFailed("the arm64 guest needs an even number of MiB of "
@@ -389,7 +389,7 @@ def boot_arm64(image: Path, initramfs: Path, timeout: float = DEFAULT_TIMEOUT, *
         "console=ttyAMA0", "panic=-1", "loglevel=6",
         # Parameters without a dot that the kernel does not know end up in
         # init's environment.
-        f"ktest_timeout={test_timeout}",
+        f"harness_timeout={test_timeout}",
         f"TOUCHED_SWEEP_STRESS_WRITES={STRESS_WRITES}",
         cmdline,
     ]).strip()

@@ -24,12 +24,12 @@ SOURCE_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 TREE = BUILD / "linux"
 # The same source, never patched: the baseline for upstream selftests.
 VANILLA_TREE = BUILD / "linux-vanilla"
-STAMP_NAME = ".ktest-source"
+STAMP_NAME = ".harness-source"
 # Pristine copies of the tree files the repository changed, and a record of
 # what it wrote, so that a file dropped from the series can be restored.
 STATE = BUILD / "tree-state"
 PATCHES = REPO / "kernel" / "patches"
-CONFIGS = REPO / "tools" / "testing" / "ktest" / "configs"
+CONFIGS = REPO / "tools" / "testing" / "harness" / "configs"
 
 # Repository directory -> tree directory for files new to the kernel.
 OVERLAYS = [
@@ -62,9 +62,9 @@ BUILD_ERRORS = r"error:|Error \d|undefined reference|\*\*\* "
 BUILD_ENV = {
     "CCACHE_BASEDIR": str(REPO),
     "CCACHE_NOHASHDIR": "1",
-    "KBUILD_BUILD_TIMESTAMP": "ktest",
-    "KBUILD_BUILD_USER": "ktest",
-    "KBUILD_BUILD_HOST": "ktest",
+    "KBUILD_BUILD_TIMESTAMP": "harness",
+    "KBUILD_BUILD_USER": "harness",
+    "KBUILD_BUILD_HOST": "harness",
     "CCACHE_MAXSIZE": os.environ.get("CCACHE_MAXSIZE", "8G"),
 }
 
@@ -256,7 +256,7 @@ def _fragments(flavour: str) -> list[Path]:
     if flavour != "vanilla":
         return [*fragments, TREE / SELFTEST_DIR / "config"]
     # The unpatched tree has no such option: leave it out.
-    merged = obj_dir(flavour) / "ktest-fragment.config"
+    merged = obj_dir(flavour) / "harness-fragment.config"
     merged.parent.mkdir(parents=True, exist_ok=True)
     merged.write_text("".join(
         line for f in fragments for line in f.read_text().splitlines(True)
@@ -302,7 +302,7 @@ def configure_tree(tree: Path, obj: Path, fragments: list[Path], name: str,
                + (tree / STAMP_NAME).read_bytes()
                + (tree / "mm/Kconfig").read_bytes()
                + " ".join(make_vars).encode())
-    stamp = obj / ".ktest-config"
+    stamp = obj / ".harness-config"
     if (obj / ".config").exists() and stamp.exists() \
             and stamp.read_text() == key:
         return

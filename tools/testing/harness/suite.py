@@ -20,11 +20,11 @@ import vm
 from common import BUILD, REPO, StepFailed, stage
 
 RESULTS = BUILD / "results"
-GUEST_SUITE = REPO / "tools" / "testing" / "ktest" / "guest-suite"
+GUEST_SUITE = REPO / "tools" / "testing" / "harness" / "guest-suite"
 # Where install-deps puts ruff and mypy; the rest of their configuration
 # (mypy's files among it) is in pyproject.toml.
 LINT_TOOLS = BUILD / "lint-tools"
-RUFF_PATHS = ["pysweep", "tests", "tools/testing/ktest", "tools/testing/bench"]
+RUFF_PATHS = ["pysweep", "tests", "tools/testing/harness", "tools/testing/bench"]
 
 
 @dataclass
@@ -233,7 +233,7 @@ def print_failures(counts: list[Counts]) -> None:
 
 
 def lint() -> int:
-    """`ktest lint`: the lint stage alone."""
+    """`harness lint`: the lint stage alone."""
     counts = run_lint()
     print("\n==== summary ====")
     for c in counts:
@@ -260,14 +260,14 @@ def run_guest_tests(args: argparse.Namespace,
     # Two emulated NUMA nodes, so that the migration tests have somewhere
     # to move pages to.
     opts.cmdline = f"numa=fake=2 {opts.cmdline}".strip()
-    opts.env["KTEST_SELFTESTS"] = str(selftest.parent)
+    opts.env["HARNESS_SELFTESTS"] = str(selftest.parent)
     # The baseline was recorded on the debug configuration; other kernels
     # lack some of what the upstream tests use (CONFIG_GUP_TEST).
     run_mm = args.flavour == "debug"
     if run_mm:
         mm_dir = mmselftests.build(kbuild.TREE,
                                    kbuild.headers_dir(args.flavour))
-        opts.env["KTEST_MM_SELFTESTS"] = str(mm_dir)
+        opts.env["HARNESS_MM_SELFTESTS"] = str(mm_dir)
     stage(f"guest tests on the {args.flavour} kernel")
     result = vm.run(image, [str(GUEST_SUITE)], opts, stream=True)
     vm.report(result)
@@ -287,7 +287,7 @@ def run_guest_tests(args: argparse.Namespace,
     return counts, result
 
 
-GUEST_AUDIT = REPO / "tools" / "testing" / "ktest" / "guest-audit"
+GUEST_AUDIT = REPO / "tools" / "testing" / "harness" / "guest-audit"
 AUDIT_TESTS = {"audit-touched_sweep_test.tap": "audit interface",
                "audit-touched_sweep_core_test.tap": "audit core",
                "audit-touched_sweep_fault_test.tap": "audit fault",
@@ -307,8 +307,8 @@ def run_audit_boot(args: argparse.Namespace,
     selftest = kbuild.build_selftests(args.flavour)
     opts = vm.options_from_args(args)
     opts.cmdline = f"numa=fake=2 touched_check.audit=1 {opts.cmdline}".strip()
-    opts.env["KTEST_SELFTESTS"] = str(selftest.parent)
-    opts.env["KTEST_MM_SELFTESTS"] = str(
+    opts.env["HARNESS_SELFTESTS"] = str(selftest.parent)
+    opts.env["HARNESS_MM_SELFTESTS"] = str(
         mmselftests.build(kbuild.TREE, kbuild.headers_dir(args.flavour)))
     stage("audit boot: the debug check of touched_sweep's promise")
     result = vm.run(image, [str(GUEST_AUDIT)], opts, stream=True,

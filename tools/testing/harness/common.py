@@ -1,4 +1,4 @@
-"""Paths, stage reporting and logged command execution shared by ktest."""
+"""Paths, stage reporting and logged command execution shared by harness."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class StepFailed(Exception):
 
 
 def stage(message: str) -> None:
-    """Print one progress line with the time elapsed since ktest started."""
+    """Print one progress line with the time elapsed since harness started."""
     print(f"[{time.monotonic() - _start:7.1f}s] {message}", flush=True)
 
 
@@ -85,5 +85,5 @@ def run_logged(
 
 
 def fail(message: str) -> NoReturn:
-    print(f"ktest: {message}", file=sys.stderr, flush=True)
+    print(f"harness: {message}", file=sys.stderr, flush=True)
     sys.exit(1)

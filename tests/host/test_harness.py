@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]
-                       / "tools" / "testing" / "ktest"))
+                       / "tools" / "testing" / "harness"))
 
 import kbuild
 import mmselftests
@@ -17,12 +17,12 @@ import suite
 import vm
 
 CLEAN_BOOT = """\
-[    0.000000] Linux version 6.12.117 (ktest@ktest) #1 SMP PREEMPT_DYNAMIC
+[    0.000000] Linux version 6.12.117 (harness@harness) #1 SMP PREEMPT_DYNAMIC
 [    0.512345] clocksource: Switched to clocksource tsc-early
-[    1.201000] Run /work/main/tools/testing/ktest/guest-init as init process
-ktest-init: clocksource tsc
-ktest-init: running command
-ktest-init: command exited with status 0
+[    1.201000] Run /work/main/tools/testing/harness/guest-init as init process
+harness-init: clocksource tsc
+harness-init: running command
+harness-init: command exited with status 0
 [   20.000000] reboot: Restarting system
 """
 

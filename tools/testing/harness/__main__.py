@@ -1,6 +1,6 @@
-"""ktest: build the patched kernel, boot it in QEMU and run tests in it.
+"""harness: build the patched kernel, boot it in QEMU and run tests in it.
 
-Run as `python3 tools/testing/ktest COMMAND`; `make help` lists the make
+Run as `python3 tools/testing/harness COMMAND`; `make help` lists the make
 targets that wrap it.
 """
 
@@ -35,7 +35,7 @@ def record_mm_baseline(args: argparse.Namespace) -> int:
     mm_dir = mmselftests.build(kbuild.VANILLA_TREE,
                                kbuild.headers_dir("vanilla"))
     opts = vm.options_from_args(args)
-    opts.env["KTEST_MM_SELFTESTS"] = str(mm_dir)
+    opts.env["HARNESS_MM_SELFTESTS"] = str(mm_dir)
     runs = []
     for n in range(1, args.runs + 1):
         stage(f"upstream mm selftests on the unpatched kernel, run {n}")
@@ -54,7 +54,7 @@ def record_mm_baseline(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="ktest",
+        prog="harness",
         description="Build the touched_sweep kernel and test it in QEMU.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Boot the kernel (building it if needed) and run COMMAND "
                     "as root in the guest, from the repository directory. "
                     "The guest's / is the host's, read-only; /tmp is a "
-                    "tmpfs; $KTEST_OUT is a writable directory that comes "
+                    "tmpfs; $HARNESS_OUT is a writable directory that comes "
                     "back to the host.  The exit status is the command's, or "
                     "1 if the kernel reported a problem on the console.")
     _flavour_arg(p, "debug")
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "mm-baseline",
         help="record the upstream mm selftest results of the unpatched "
-             "debug kernel, which 'ktest test' compares against",
+             "debug kernel, which 'harness test' compares against",
         description="Build the unpatched ('vanilla') debug kernel, run the "
                     "upstream mm selftests in it RUNS times, and write the "
                     f"cases that passed every time to {mmselftests.BASELINE}.")
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Arguments after -- go to the benchmark program as they are; scenario "
                "names (size, clustered, touched, vmas, first_write, memory, thp, threads, and binding, "
                "which pysweep_bench.py measures) run only those, "
-               "e.g. 'ktest bench --quick -- size vmas'.  Through make: "
-               "make bench KTEST_ARGS='--quick -- size vmas'.")
+               "e.g. 'harness bench --quick -- size vmas'.  Through make: "
+               "make bench HARNESS_ARGS='--quick -- size vmas'.")
     _flavour_arg(p, "plain")
     vm.add_run_arguments(p)
     p.set_defaults(memory=bench.MEMORY, timeout=bench.TIMEOUT)

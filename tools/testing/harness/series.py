@@ -3,7 +3,7 @@
 The repository keeps the change in two parts: kernel/patches/, a series of
 patches to files that exist in Linux 6.12, and the files new to the kernel
 (kernel/mm/, include/, Documentation/, tools/testing/selftests/touched_sweep/),
-which ktest copies into the tree.  The series posted upstream carries both.
+which harness copies into the tree.  The series posted upstream carries both.
 kernel/patches/new-files names the patch that adds each new file, which
 enters with its content at that point of the series: the repository's copy
 less what later patches change in it, recorded as
@@ -174,7 +174,7 @@ def _tarball_top() -> str:
 def pristine_files(paths: list[str]) -> Path:
     """A directory holding @paths as the 6.12 source tarball has them."""
     saved = WORK / "pristine"
-    stamp = saved / ".ktest-source"
+    stamp = saved / ".harness-source"
     wanted = "".join(f"{p}\n" for p in sorted(paths))
     ident = kbuild._tarball_identity() + wanted
     if stamp.exists() and stamp.read_text() == ident:
@@ -579,7 +579,7 @@ def docs_check(tree: Path, problems: list[str]) -> dict[str, object]:
     else:
         result["htmldocs"] = "sphinx-build not installed"
         problems.append("htmldocs: sphinx-build is not installed "
-                        "(tools/testing/ktest/install-deps --patches)")
+                        "(tools/testing/harness/install-deps --patches)")
     return result
 
 

@@ -21,12 +21,12 @@ from common import BUILD, REPO, StepFailed, log_path, run_logged, stage
 
 TESTS = ["soft-dirty", "pagemap_ioctl", "mremap_test", "uffd-unit-tests",
          "cow", "mkdirty"]
-BASELINE = REPO / "tools" / "testing" / "ktest" / "mm-baseline.json"
-GUEST_SCRIPT = REPO / "tools" / "testing" / "ktest" / "guest-mm-selftests"
+BASELINE = REPO / "tools" / "testing" / "harness" / "mm-baseline.json"
+GUEST_SCRIPT = REPO / "tools" / "testing" / "harness" / "guest-mm-selftests"
 # A fix to the tests, not to the kernel: uffd-unit-tests' poll thread
 # wakes a fault it finds stale after UFFD_EVENT_REMOVE instead of failing
 # (the race is in 6.12 itself; the patch says which).
-TEST_PATCH = REPO / "tools" / "testing" / "ktest" / "mm-selftests-uffd.patch"
+TEST_PATCH = REPO / "tools" / "testing" / "harness" / "mm-selftests-uffd.patch"
 OUT = BUILD / "selftests" / "mm"
 
 PASSING = {"pass", "xfail"}
@@ -107,7 +107,7 @@ class TestResult:
 
 
 def collect(out_dir: Path) -> dict[str, TestResult]:
-    """Results the guest script left in @out_dir (the guest's $KTEST_OUT/mm)."""
+    """Results the guest script left in @out_dir (the guest's $HARNESS_OUT/mm)."""
     results = {}
     for t in TESTS:
         tap = out_dir / f"{t}.tap"
@@ -161,7 +161,7 @@ def compare(results: dict[str, TestResult]) -> Comparison:
     """Judge @results against the recorded baseline."""
     if not BASELINE.exists():
         raise StepFailed(f"{BASELINE.name} is missing: record it with "
-                         "'ktest mm-baseline'")
+                         "'harness mm-baseline'")
     base = json.loads(BASELINE.read_text())["tests"]
     c = Comparison()
     for t in TESTS:

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * PID 1 of the arm64 ktest guest (tools/testing/ktest/arm64.py).
+ * PID 1 of the arm64 harness guest (tools/testing/harness/arm64.py).
  *
  * The guest has no root file system: the initramfs holds this program as
  * /init and the touched_sweep kselftests in /selftests, all static.  It
  * mounts what the tests need, runs every program in /selftests in name
  * order with a time limit each, and powers the machine off.  The tests
  * write their TAP output straight to the console; the host finds each
- * test's output between the "ktest-arm64: begin" and "ktest-arm64: end"
- * lines and the exit statuses on the final "ktest-arm64: done" line.
+ * test's output between the "harness-arm64: begin" and "harness-arm64: end"
+ * lines and the exit statuses on the final "harness-arm64: done" line.
  *
  * Installed as /bin/sleep too, it sleeps: one core test executes
  * /bin/sleep to replace a tracked process's mm, and would skip without it.
@@ -30,10 +30,10 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
-#define MARK		"ktest-arm64:"
+#define MARK		"harness-arm64:"
 #define SELFTEST_DIR	"/selftests"
 #define MAX_TESTS	32
-/* Seconds per test unless the kernel command line says ktest_timeout=N. */
+/* Seconds per test unless the kernel command line says harness_timeout=N. */
 #define DEFAULT_TIMEOUT	600
 /* A stress run long enough to mean something, short enough for TCG. */
 #define STRESS_WRITES	"200000"
@@ -255,8 +255,8 @@ int main(int argc, char **argv)
 	}
 
 	setup();
-	if (getenv("ktest_timeout"))
-		timeout = strtoul(getenv("ktest_timeout"), NULL, 10);
+	if (getenv("harness_timeout"))
+		timeout = strtoul(getenv("harness_timeout"), NULL, 10);
 	uname(&uts);
 	say("kernel %s %s, %ld CPUs, %u s per test", uts.release, uts.machine,
 	    sysconf(_SC_NPROCESSORS_ONLN), timeout);

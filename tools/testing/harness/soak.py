@@ -20,7 +20,7 @@ import vm
 from common import BUILD, REPO, stage
 from suite import KMEMLEAK, Counts, kmemleak_counts, summary_line, tap_counts
 
-GUEST_SOAK = REPO / "tools" / "testing" / "ktest" / "guest-soak"
+GUEST_SOAK = REPO / "tools" / "testing" / "harness" / "guest-soak"
 RESULTS = BUILD / "soak"
 DURATION = 600
 FUZZ_CALLS = 1_000_000
@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         opts.timeout = args.duration + OVERHEAD + args.fuzz_calls / 3000
     # make test leaves kmemleak off: it slows the emulated guest too much.
     opts.cmdline = f"kmemleak=on {opts.cmdline}".strip()
-    opts.env["KTEST_SELFTESTS"] = str(selftest.parent)
-    opts.env["KTEST_SOAK_SECONDS"] = str(args.duration)
-    opts.env["KTEST_SOAK_FUZZ_CALLS"] = str(args.fuzz_calls)
+    opts.env["HARNESS_SELFTESTS"] = str(selftest.parent)
+    opts.env["HARNESS_SOAK_SECONDS"] = str(args.duration)
+    opts.env["HARNESS_SOAK_FUZZ_CALLS"] = str(args.fuzz_calls)
     stage(f"soak: stress for {args.duration} s, {args.fuzz_calls} fuzz "
           f"calls, fault injection (guest timeout {opts.timeout:.0f} s)")
     result = vm.run(image, [str(GUEST_SOAK)], opts, stream=True)
