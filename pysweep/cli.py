@@ -1177,7 +1177,7 @@ def _dump_peak_rss(size_mib: int, rate: int, backend: str, out: Path) -> int:
 
 
 def error_message(exc: BaseException) -> str:
-    """The one line ``pysweep: ...`` prints for an expected failure."""
+    """What ``pysweep: ...`` prints for an expected failure: a line, and lines on what to do."""
     if isinstance(exc, CliError | SweepError):
         message = str(exc)
     elif isinstance(exc, OSError):
@@ -1186,8 +1186,14 @@ def error_message(exc: BaseException) -> str:
             message = f"{exc.filename}: {message}"
     else:
         message = str(exc)
-    if isinstance(exc, BackendUnavailableError) and exc.backend != "auto":
-        message += " (`pysweep backends PID` lists the backends that work here)"
+    if isinstance(exc, BackendUnavailableError):
+        pid = "PID" if exc.pid is None else str(exc.pid)
+        if exc.backend == "auto":
+            message += ("\nThe touched_sweep backend needs the patched kernel, soft_dirty a kernel with\n"
+                        "CONFIG_MEM_SOFT_DIRTY; pagemap_scan watches only the process that uses it\n"
+                        "(pysweep.Tracker() in the program itself).")
+        else:
+            message += f"\n`pysweep backends {pid}` lists the backends that work for it here."
     elif isinstance(exc, PermissionError):
         message += " (pysweep needs ptrace access to the target: the same user, or root, as Yama allows)"
     return message

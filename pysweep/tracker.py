@@ -97,12 +97,16 @@ class BackendUnavailableError(SweepError):
     ``errno`` is ``ENOSYS`` when the kernel lacks the mechanism, ``EPERM``
     or ``EACCES`` when the caller lacks a permission, and ``EOPNOTSUPP``
     when the backend cannot watch this kind of target (for instance
-    ``pagemap_scan`` and another process).
+    ``pagemap_scan`` and another process).  From ``auto``, ``reasons``
+    maps every backend tried to why it does not work, and the message
+    gives one line to each.  ``pid`` is the target's, when known.
     """
 
-    def __init__(self, errno: int, reason: str, *, backend: str = "") -> None:
-        super().__init__(errno, reason)
+    def __init__(self, errno: int, reason: str, *, backend: str = "", target: str | None = None,
+                 reasons: dict[str, str] | None = None) -> None:
+        super().__init__(errno, reason, target=target)
         self.backend = backend
+        self.reasons = {} if reasons is None else reasons
 
     def __str__(self) -> str:
         return f"{self.backend} backend: {self.strerror}" if self.backend else str(self.strerror)
@@ -270,19 +274,24 @@ class Tracker:
         pid, wrapped = _pid_of(target)
         self.pid = pid
         if backend != "auto":
-            self.backend = _open_backend(backend, pid, wrapped)
+            try:
+                self.backend = _open_backend(backend, pid, wrapped)
+            except BackendUnavailableError as exc:
+                exc.target = exc.target or f"pid {pid}"
+                raise
             return
-        reasons = []
+        reasons: dict[str, str] = {}
         for name in backend_names():
             try:
                 self.backend = _open_backend(name, pid, wrapped)
             except BackendUnavailableError as exc:
-                reasons.append(str(exc))
+                reasons[name] = str(exc.strerror)
             else:
                 return
-        raise BackendUnavailableError(
-            errno_codes.ENOSYS, f"no backend works for pid {pid}: {'; '.join(reasons)}", backend="auto"
-        )
+        width = max(map(len, reasons), default=0) + 1
+        lines = "".join(f"\n  {f'{name}:':<{width}} {why}" for name, why in reasons.items())
+        raise BackendUnavailableError(errno_codes.ENOSYS, f"no backend works for pid {pid}:{lines}", backend="auto",
+                                      target=f"pid {pid}", reasons=reasons)
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ import ctypes
 import errno
 import mmap
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -447,10 +448,15 @@ def test_auto_refuses_another_pid_with_every_reason(other_process: int) -> None:
     with pytest.raises(pysweep.BackendUnavailableError) as caught:
         pysweep.Tracker(other_process)
     message = str(caught.value)
-    assert f"no backend works for pid {other_process}" in message
-    assert "touched_sweep backend: " in message
-    assert "pagemap_scan backend: " in message and "not the calling process" in message
-    assert "soft_dirty backend: " in message and "CONFIG_MEM_SOFT_DIRTY" in message
+    lines = message.splitlines()
+    assert lines[0] == f"auto backend: no backend works for pid {other_process}:"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["touched_sweep", "pagemap_scan", "soft_dirty"]
+    assert "not the calling process" in lines[2] and "CONFIG_MEM_SOFT_DIRTY" in lines[3]
+    assert caught.value.pid == other_process
+    assert set(caught.value.reasons) == {"touched_sweep", "pagemap_scan", "soft_dirty"}
+    assert "not the calling process" in caught.value.reasons["pagemap_scan"]
+    copy = pickle.loads(pickle.dumps(caught.value))
+    assert copy.reasons == caught.value.reasons and str(copy) == message
     reasons = pysweep.available_backends(other_process)
     assert all(isinstance(reasons[name], pysweep.BackendUnavailableError) for name in reasons)
     assert reasons["pagemap_scan"] is not None and reasons["pagemap_scan"].errno == errno.EOPNOTSUPP

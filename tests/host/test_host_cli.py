@@ -474,7 +474,8 @@ def test_forcing_touched_sweep_on_the_host(capsys: pytest.CaptureFixture[str], t
         status, out, err = run(capsys, *argv)
         assert status == 1, argv
         assert out == ""
-        assert err.startswith("pysweep: touched_sweep backend: ") and err.count("\n") == 1
+        assert err.startswith("pysweep: touched_sweep backend: ") and err.count("\n") == 2
+        assert err.endswith(f"`pysweep backends {target}` lists the backends that work for it here.\n")
         assert pysweep.probe().reason in err
         assert "Traceback" not in err
 
@@ -505,8 +506,19 @@ def test_auto_lists_every_reason(capsys: pytest.CaptureFixture[str], target: int
         pytest.skip("a backend works here")
     status, _, err = run(capsys, "sweep", target)
     assert status == 1
-    assert err.startswith(f"pysweep: auto backend: no backend works for pid {target}: ")
-    assert "touched_sweep backend" in err
+    lines = err.splitlines()
+    assert lines[0] == f"pysweep: auto backend: no backend works for pid {target}:"
+    assert lines[1].startswith("  touched_sweep: ")
+    assert "patched kernel" in err and "CONFIG_MEM_SOFT_DIRTY" in err
+    assert max(map(len, lines[4:])) <= 80
+
+
+def test_a_forced_backend_names_the_pid_to_ask_about(capsys: pytest.CaptureFixture[str], target: int) -> None:
+    if pysweep.probe().implemented:
+        pytest.skip("touched_sweep works here")
+    status, _, err = run(capsys, "track", target)
+    assert status == 1
+    assert err.splitlines()[-1] == f"`pysweep backends {target}` lists the backends that work for it here."
 
 
 # backends
