@@ -1105,13 +1105,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _write(sys.stdout, f"workload: {args.size} MiB, {args.rate} pages written a second, a mapping coming and going")
         proc = workload.start(args.size, args.rate)
         try:
+            # A backend that cannot watch the workload fails here, before any dump.
+            dumper = Dumper(proc.pid, out / "pre-copy", backend=args.backend, max_rounds=args.max_rounds,
+                            converge_bytes=args.converge_bytes, progress=progress)
             time.sleep(1)
             _write(sys.stdout, f"full-stop dump of pid {proc.pid}:")
             full_s, full_bytes = full_stop_dump(proc.pid, out / "full-stop")
             _write(sys.stdout, f"  frozen {full_s * 1e3:.1f} ms, copying {full_bytes} bytes")
-            _write(sys.stdout, f"pre-copy dump of pid {proc.pid}:")
-            dumper = Dumper(proc.pid, out / "pre-copy", backend=args.backend, max_rounds=args.max_rounds,
-                            converge_bytes=args.converge_bytes, progress=progress)
+            _write(sys.stdout, f"pre-copy dump of pid {proc.pid}, with {dumper.tracker.name}:")
             rounds = dumper.run(resume=False)
             bad = verify(out / "pre-copy", proc.pid)
             proc.send_signal(signal.SIGCONT)

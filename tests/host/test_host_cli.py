@@ -596,3 +596,12 @@ def test_numbers_are_refused_in_their_own_words(capsys: pytest.CaptureFixture[st
 def test_demo_memory_size_zero_skips_the_memory_dump(zero: str) -> None:
     args = cli.build_parser().parse_args(["demo", "--memory-size", zero, "--size", "1G"])
     assert args.memory_size == 0 and args.size == 1024
+
+
+def test_demo_checks_the_backend_before_any_dump(capsys: pytest.CaptureFixture[str], target: int) -> None:
+    if any(why is None for why in pysweep.available_backends(target).values()):
+        pytest.skip("a backend can watch another process here")
+    status, out, err = run(capsys, "demo", "--size", "8", "--memory-size", "0")
+    assert status == 1
+    assert "full-stop dump" not in out
+    assert err.startswith("pysweep: auto backend: no backend works for pid ")
