@@ -987,6 +987,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_cmd.add_argument("dir", metavar="DIR", type=Path, help="an image written by `pysweep dump`")
     _add_pid(verify_cmd)
+    verify_cmd.add_argument("--json", action="store_true",
+                            help="print {pid, image, matches, mismatched_pages (hex addresses)} as JSON")
     verify_cmd.set_defaults(run=cmd_verify)
 
     demo = commands.add_parser(
@@ -1083,6 +1085,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     pid: int = args.pid
     _require_process(pid)
     bad = verify(args.dir, pid)
+    if args.json:
+        _write(sys.stdout, json.dumps({"pid": pid, "image": str(args.dir), "matches": not bad,
+                                       "mismatched_pages": [f"{a:#x}" for a in bad]}))
+        return 1 if bad else 0
     if not bad:
         _write(sys.stdout, f"pid {pid} matches {args.dir} byte for byte")
         return 0

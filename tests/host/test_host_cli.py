@@ -605,3 +605,15 @@ def test_demo_checks_the_backend_before_any_dump(capsys: pytest.CaptureFixture[s
     assert status == 1
     assert "full-stop dump" not in out
     assert err.startswith("pysweep: auto backend: no backend works for pid ")
+
+
+@pytest.mark.parametrize("bad", [[], [0x7F0000001000, 0x7F0000005000]])
+def test_verify_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: int,
+                     tmp_path: Path, bad: list[int]) -> None:
+    from pysweep import dump
+
+    monkeypatch.setattr(dump, "verify", lambda image, pid: bad if (image, pid) == (tmp_path, target) else None)
+    status, out, _ = run(capsys, "verify", tmp_path, target, "--json")
+    assert status == (1 if bad else 0)
+    assert json.loads(out) == {"pid": target, "image": str(tmp_path), "matches": not bad,
+                               "mismatched_pages": [f"{a:#x}" for a in bad]}
