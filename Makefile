@@ -10,7 +10,7 @@ HARNESS := $(PYTHON) tools/testing/harness
 HARNESS_ARGS ?=
 
 PYSWEEP_EXT_SOURCES := include/uapi/linux/touched_sweep.h setup.py \
-	$(wildcard pysweep/_build_ffi.py pysweep/_build_mainline.py)
+	$(wildcard pysweep/_build_ffi.py pysweep/_build_mainline.py pysweep/*.c)
 PYSWEEP_EXT_STAMP := build/py/.built
 
 .PHONY: all help deps pysweep kernel kernel-debug selftests test test-host \

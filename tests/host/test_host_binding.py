@@ -99,7 +99,7 @@ def test_builds_in_place_with_build_temp_under_build(tmp_path: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             target.mkdir()
-            for file in source.glob("*.py"):
+            for file in [*source.glob("*.py"), *source.glob("*.c")]:
                 (target / file.name).write_bytes(file.read_bytes())
         else:
             target.write_bytes(source.read_bytes())
