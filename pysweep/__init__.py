@@ -460,9 +460,7 @@ class Target:
 
     def _call(self, op: Op, start: int, end: int, *, flags: int = 0, vec: int = 0, vec_len: int = 0) -> tuple[int, int]:
         require_available(op, start, end, self._describe())
-        return call(
-            self.fileno(), op=op, flags=flags, start=start, end=end, vec=vec, vec_len=vec_len, target=self._describe()
-        )
+        return call(self.fileno(), op=op, flags=flags, start=start, end=end, vec=vec, vec_len=vec_len, target=self._describe())
 
     def track(self, start: int, end: int) -> None:
         """Opt ``[start, end)`` of the target into tracking."""

@@ -215,8 +215,9 @@ def _size_parser(unit_shift: int, unit: str) -> Callable[[str], int]:
             # No suffix: a number of the unit.
             size = int(match[1]) << (_SIZE_UNITS[match[2][0].lower()] if match[2] else unit_shift)
         if size < 1 << unit_shift or size % (1 << unit_shift):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a positive size in {unit}: a whole number, "
-                                             "or one with a binary suffix (512K, 1M, 1MiB, 2G)")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a positive size in {unit}: a whole number, or one with a binary suffix (512K, 1M, 1MiB, 2G)"
+            )
         return size >> unit_shift
 
     parse.__name__ = f"size in {unit}"
@@ -780,8 +781,14 @@ def _backend_help() -> str:
         if name not in present:
             text += "  (Not in this installation.)"
         lines.append(textwrap.fill(text, 79, initial_indent=f"  {name:14} ", subsequent_indent=" " * 17))
-    lines.append(textwrap.fill("the first of these that works for the target; `pysweep backends PID` shows which work and why not.",
-                               79, initial_indent=f"  {'auto':14} ", subsequent_indent=" " * 17))
+    lines.append(
+        textwrap.fill(
+            "the first of these that works for the target; `pysweep backends PID` shows which work and why not.",
+            79,
+            initial_indent=f"  {'auto':14} ",
+            subsequent_indent=" " * 17,
+        )
+    )
     return "\n".join(lines)
 
 
@@ -851,7 +858,7 @@ def build_parser() -> argparse.ArgumentParser:
             "trackable, or nothing is tracked.  Tracking what is tracked already keeps its marks.\n\n"
             "The other backends keep their tracking inside the pysweep process, so they have no track\n"
             "command: `pysweep watch` tracks for them."
-),
+        ),
         epilog="examples:\n  pysweep track 1234\n  pysweep track 1234 --range 0x7f3a00000000-0x7f3a00100000",
         formatter_class=_Formatter,
     )
@@ -867,7 +874,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=_fill(
             "Opt a process out of touched_sweep tracking and drop its marks.  Holes and untracked\n"
             "memory in the range are skipped.  Without --range, everything is untracked."
-),
+        ),
         epilog="examples:\n  pysweep untrack 1234\n  pysweep untrack 1234 --range 0x7f3a00000000-0x7f3a00100000",
         formatter_class=_Formatter,
     )
@@ -890,9 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
             "while it ran; use `pysweep watch` with them.\n\n"
             "JSON output: an object with pid, backend, page_size, window {start, end}, clear, walk_end,\n"
             "sweep_ms, tracked (what --track tracked, or null), ranges [{start, end, flags, pages, bytes}]\n"
-            "and totals.  Addresses are hex strings (\"0x7f3a00000000\"), since JSON numbers lose precision\n"
+            'and totals.  Addresses are hex strings ("0x7f3a00000000"), since JSON numbers lose precision\n'
             "beyond 2**53 in many parsers; counts and sizes are numbers."
-),
+        ),
         epilog=(
             "examples:\n  pysweep sweep 1234\n  pysweep sweep 1234 --no-clear --json\n"
             "  pysweep sweep 1234 --range 0x7f3a00000000-0x7f3a00100000"
@@ -922,15 +929,13 @@ def build_parser() -> argparse.ArgumentParser:
             "after tracking are not tracked.\n\n"
             "With --json, each round is one JSON object on a line of its own ({round, elapsed_s, sweep_ms,\n"
             "totals, ranges}, as in `pysweep sweep --json`), and the summary is the last line ({end, pid,\n"
-            "rounds, ...}, with end one of \"rounds\", \"exited\", \"interrupted\")."
-),
+            'rounds, ...}, with end one of "rounds", "exited", "interrupted").'
+        ),
         epilog="examples:\n  pysweep watch 1234 --interval 0.5\n  pysweep watch 1234 --backend soft_dirty --rounds 10",
         formatter_class=_Formatter,
     )
     _add_pid(watch)
-    watch.add_argument(
-        "--interval", metavar="S", type=_parse_interval, default=1.0, help="seconds between sweeps (default: 1)"
-    )
+    watch.add_argument("--interval", metavar="S", type=_parse_interval, default=1.0, help="seconds between sweeps (default: 1)")
     _add_range(watch, "sweep only [START, END)")
     _add_backend(watch)
     watch.add_argument("--rounds", metavar="N", type=_parse_rounds, help="stop after N rounds")
@@ -961,17 +966,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pid(dump)
     dump.add_argument("--out", metavar="DIR", required=True, type=Path, help="the image directory (created)")
     _add_backend(dump)
-    dump.add_argument("--max-rounds", metavar="N", type=_parse_rounds, default=8,
-                      help="rounds before the frozen one, at most (default: 8)")
-    dump.add_argument("--converge-bytes", metavar="B", type=_parse_bytes, default=1 << 20,
-                      help="freeze once a round copies less than B bytes; K, M and G suffixes are binary "
-                           "(default: 1M)")
-    dump.add_argument("--leave-stopped", action="store_true",
-                      help="leave the process stopped after the last round (for `pysweep verify`)")
-    dump.add_argument("--json", action="store_true",
-                      help="print one JSON object at the end instead of a line per round: pid, backend, out, "
-                           "rounds (round, pages, bytes, sweep_s, copy_s, frozen), bytes, freeze_s, "
-                           "sweep_stops_s and peak_rss_bytes, this process's peak resident memory")
+    dump.add_argument(
+        "--max-rounds", metavar="N", type=_parse_rounds, default=8, help="rounds before the frozen one, at most (default: 8)"
+    )
+    dump.add_argument(
+        "--converge-bytes",
+        metavar="B",
+        type=_parse_bytes,
+        default=1 << 20,
+        help="freeze once a round copies less than B bytes; K, M and G suffixes are binary (default: 1M)",
+    )
+    dump.add_argument(
+        "--leave-stopped", action="store_true", help="leave the process stopped after the last round (for `pysweep verify`)"
+    )
+    dump.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object at the end instead of a line per round: pid, backend, out, "
+        "rounds (round, pages, bytes, sweep_s, copy_s, frozen), bytes, freeze_s, "
+        "sweep_stops_s and peak_rss_bytes, this process's peak resident memory",
+    )
     dump.set_defaults(run=cmd_dump)
 
     verify_cmd = commands.add_parser(
@@ -987,8 +1001,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_cmd.add_argument("dir", metavar="DIR", type=Path, help="an image written by `pysweep dump`")
     _add_pid(verify_cmd)
-    verify_cmd.add_argument("--json", action="store_true",
-                            help="print {pid, image, matches, mismatched_pages (hex addresses)} as JSON")
+    verify_cmd.add_argument(
+        "--json", action="store_true", help="print {pid, image, matches, mismatched_pages (hex addresses)} as JSON"
+    )
     verify_cmd.set_defaults(run=cmd_verify)
 
     demo = commands.add_parser(
@@ -1006,23 +1021,45 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  pysweep demo\n  pysweep demo --size 256 --rate 5000 --backend soft_dirty",
         formatter_class=_Formatter,
     )
-    demo.add_argument("--size", metavar="MIB", type=_parse_mib, default=128,
-                      help="the workload's memory, in MiB, or with a suffix: 1G (default: 128)")
-    demo.add_argument("--rate", metavar="W", type=_parse_pages_a_second, default=2000,
-                      help="pages the workload writes a second (default: 2000)")
+    demo.add_argument(
+        "--size",
+        metavar="MIB",
+        type=_parse_mib,
+        default=128,
+        help="the workload's memory, in MiB, or with a suffix: 1G (default: 128)",
+    )
+    demo.add_argument(
+        "--rate", metavar="W", type=_parse_pages_a_second, default=2000, help="pages the workload writes a second (default: 2000)"
+    )
     _add_backend(demo)
-    demo.add_argument("--max-rounds", metavar="N", type=_parse_rounds, default=8,
-                      help="pre-copy rounds before the frozen one, at most (default: 8)")
-    demo.add_argument("--converge-bytes", metavar="B", type=_parse_bytes, default=1 << 20,
-                      help="freeze once a round copies less than B bytes; K, M and G suffixes are binary "
-                           "(default: 1M)")
+    demo.add_argument(
+        "--max-rounds",
+        metavar="N",
+        type=_parse_rounds,
+        default=8,
+        help="pre-copy rounds before the frozen one, at most (default: 8)",
+    )
+    demo.add_argument(
+        "--converge-bytes",
+        metavar="B",
+        type=_parse_bytes,
+        default=1 << 20,
+        help="freeze once a round copies less than B bytes; K, M and G suffixes are binary (default: 1M)",
+    )
     demo.add_argument("--out", metavar="DIR", type=Path, help="keep the images here (default: a temporary directory)")
-    demo.add_argument("--memory-size", metavar="MIB", type=_parse_mib_or_zero, default=1024,
-                      help="the workload whose dump's peak memory is measured, in MiB or with a suffix; "
-                           "0 skips it (default: 1024)")
-    demo.add_argument("--memory-out", metavar="DIR", type=Path,
-                      help="where that dump's image goes, removed after; it needs twice --memory-size "
-                           "(default: a temporary directory)")
+    demo.add_argument(
+        "--memory-size",
+        metavar="MIB",
+        type=_parse_mib_or_zero,
+        default=1024,
+        help="the workload whose dump's peak memory is measured, in MiB or with a suffix; 0 skips it (default: 1024)",
+    )
+    demo.add_argument(
+        "--memory-out",
+        metavar="DIR",
+        type=Path,
+        help="where that dump's image goes, removed after; it needs twice --memory-size (default: a temporary directory)",
+    )
     demo.set_defaults(run=cmd_demo)
 
     backends = commands.add_parser(
@@ -1045,8 +1082,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def round_line(r: RoundStats) -> str:
     """One dump round, as `pysweep dump` and `pysweep demo` print it."""
-    return (f"round {r.round}: {r.pages} pages ({r.bytes} bytes), sweep {r.sweep_s * 1e3:.1f} ms, "
-            f"copy {r.copy_s * 1e3:.1f} ms" + (", frozen" if r.frozen else ""))
+    return f"round {r.round}: {r.pages} pages ({r.bytes} bytes), sweep {r.sweep_s * 1e3:.1f} ms, copy {r.copy_s * 1e3:.1f} ms" + (
+        ", frozen" if r.frozen else ""
+    )
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
@@ -1058,24 +1096,54 @@ def cmd_dump(args: argparse.Namespace) -> int:
     def progress(r: RoundStats) -> None:
         _write(sys.stdout, round_line(r))
 
-    dumper = Dumper(pid, args.out, backend=args.backend, max_rounds=args.max_rounds,
-                    converge_bytes=args.converge_bytes, progress=None if args.json else progress)
+    dumper = Dumper(
+        pid,
+        args.out,
+        backend=args.backend,
+        max_rounds=args.max_rounds,
+        converge_bytes=args.converge_bytes,
+        progress=None if args.json else progress,
+    )
     rounds = dumper.run(resume=not args.leave_stopped)
     total = sum(r.bytes for r in rounds)
     if args.json:
-        _write(sys.stdout, json.dumps({
-            "pid": pid, "backend": dumper.tracker.name, "out": str(args.out),
-            "rounds": [{"round": r.round, "pages": r.pages, "bytes": r.bytes, "sweep_s": r.sweep_s,
-                        "copy_s": r.copy_s, "frozen": r.frozen} for r in rounds],
-            "bytes": total, "freeze_s": dumper.freeze_s, "sweep_stops_s": dumper.sweep_stops_s,
-            "peak_rss_bytes": _peak_rss(),
-        }))
+        _write(
+            sys.stdout,
+            json.dumps(
+                {
+                    "pid": pid,
+                    "backend": dumper.tracker.name,
+                    "out": str(args.out),
+                    "rounds": [
+                        {
+                            "round": r.round,
+                            "pages": r.pages,
+                            "bytes": r.bytes,
+                            "sweep_s": r.sweep_s,
+                            "copy_s": r.copy_s,
+                            "frozen": r.frozen,
+                        }
+                        for r in rounds
+                    ],
+                    "bytes": total,
+                    "freeze_s": dumper.freeze_s,
+                    "sweep_stops_s": dumper.sweep_stops_s,
+                    "peak_rss_bytes": _peak_rss(),
+                }
+            ),
+        )
         return 0
-    _write(sys.stdout, f"dump of pid {pid} with {dumper.tracker.name}: {len(rounds)} rounds, {total} bytes, "
-                       f"frozen {dumper.freeze_s * 1e3:.1f} ms copying {rounds[-1].bytes} bytes; image in {args.out}")
+    _write(
+        sys.stdout,
+        f"dump of pid {pid} with {dumper.tracker.name}: {len(rounds)} rounds, {total} bytes, "
+        f"frozen {dumper.freeze_s * 1e3:.1f} ms copying {rounds[-1].bytes} bytes; image in {args.out}",
+    )
     if dumper.sweep_stops_s:
-        _write(sys.stdout, f"{dumper.tracker.name} sweeps are not atomic: the process was also stopped "
-                           f"{dumper.sweep_stops_s * 1e3:.1f} ms in all for the earlier rounds' sweeps")
+        _write(
+            sys.stdout,
+            f"{dumper.tracker.name} sweeps are not atomic: the process was also stopped "
+            f"{dumper.sweep_stops_s * 1e3:.1f} ms in all for the earlier rounds' sweeps",
+        )
     return 0
 
 
@@ -1086,8 +1154,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _require_process(pid)
     bad = verify(args.dir, pid)
     if args.json:
-        _write(sys.stdout, json.dumps({"pid": pid, "image": str(args.dir), "matches": not bad,
-                                       "mismatched_pages": [f"{a:#x}" for a in bad]}))
+        _write(
+            sys.stdout,
+            json.dumps({"pid": pid, "image": str(args.dir), "matches": not bad, "mismatched_pages": [f"{a:#x}" for a in bad]}),
+        )
         return 1 if bad else 0
     if not bad:
         _write(sys.stdout, f"pid {pid} matches {args.dir} byte for byte")
@@ -1112,8 +1182,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         proc = workload.start(args.size, args.rate)
         try:
             # A backend that cannot watch the workload fails here, before any dump.
-            dumper = Dumper(proc.pid, out / "pre-copy", backend=args.backend, max_rounds=args.max_rounds,
-                            converge_bytes=args.converge_bytes, progress=progress)
+            dumper = Dumper(
+                proc.pid,
+                out / "pre-copy",
+                backend=args.backend,
+                max_rounds=args.max_rounds,
+                converge_bytes=args.converge_bytes,
+                progress=progress,
+            )
             time.sleep(1)
             _write(sys.stdout, f"full-stop dump of pid {proc.pid}:")
             full_s, full_bytes = full_stop_dump(proc.pid, out / "full-stop")
@@ -1126,16 +1202,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             proc.kill()
             proc.wait()
         frozen_bytes = rounds[-1].bytes
-        _write(sys.stdout, f"  {len(rounds)} rounds with {dumper.tracker.name}, "
-                           f"{sum(r.bytes for r in rounds)} bytes in all; image "
-                           + ("exact" if not bad else f"WRONG in {len(bad)} pages"))
+        _write(
+            sys.stdout,
+            f"  {len(rounds)} rounds with {dumper.tracker.name}, "
+            f"{sum(r.bytes for r in rounds)} bytes in all; image " + ("exact" if not bad else f"WRONG in {len(bad)} pages"),
+        )
         _write(sys.stdout, "")
         _write(sys.stdout, f"{'':12}{'frozen':>12}{'copied while frozen':>22}")
         _write(sys.stdout, f"{'full stop':12}{full_s * 1e3:>9.1f} ms{full_bytes:>16} bytes")
         _write(sys.stdout, f"{'pre-copy':12}{dumper.freeze_s * 1e3:>9.1f} ms{frozen_bytes:>16} bytes")
         if dumper.sweep_stops_s:
-            _write(sys.stdout, f"{'':12}plus {dumper.sweep_stops_s * 1e3:.1f} ms stopped for the earlier rounds' "
-                               f"sweeps ({dumper.tracker.name} sweeps are not atomic)")
+            _write(
+                sys.stdout,
+                f"{'':12}plus {dumper.sweep_stops_s * 1e3:.1f} ms stopped for the earlier rounds' "
+                f"sweeps ({dumper.tracker.name} sweeps are not atomic)",
+            )
         if dumper.freeze_s >= full_s:
             _write(sys.stdout, f"the pre-copy freeze is {dumper.freeze_s / full_s:.1f}x longer")
         else:
@@ -1146,8 +1227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _write(sys.stdout, "")
         with tempfile.TemporaryDirectory(prefix="pysweep-demo-", dir=args.memory_out) as tmp:
             peak = _dump_peak_rss(args.memory_size, args.rate, args.backend, Path(tmp))
-        _write(sys.stdout, f"`pysweep dump` of a {args.memory_size} MiB workload: peak resident memory "
-                           f"{peak / (1 << 20):.1f} MiB")
+        _write(sys.stdout, f"`pysweep dump` of a {args.memory_size} MiB workload: peak resident memory {peak / (1 << 20):.1f} MiB")
     return 1 if bad else 0
 
 
@@ -1169,8 +1249,12 @@ def _dump_peak_rss(size_mib: int, rate: int, backend: str, out: Path) -> int:
     proc = workload.start(size_mib, rate)
     try:
         time.sleep(1)
-        child = subprocess.run([sys.executable, "-m", "pysweep", "dump", str(proc.pid), "--out", str(out),
-                                "--backend", backend, "--json"], stdout=subprocess.PIPE, text=True, check=False)
+        child = subprocess.run(
+            [sys.executable, "-m", "pysweep", "dump", str(proc.pid), "--out", str(out), "--backend", backend, "--json"],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -1196,9 +1280,11 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, BackendUnavailableError):
         pid = "PID" if exc.pid is None else str(exc.pid)
         if exc.backend == "auto":
-            message += ("\nThe touched_sweep backend needs the patched kernel, soft_dirty a kernel with\n"
-                        "CONFIG_MEM_SOFT_DIRTY; pagemap_scan watches only the process that uses it\n"
-                        "(pysweep.Tracker() in the program itself).")
+            message += (
+                "\nThe touched_sweep backend needs the patched kernel, soft_dirty a kernel with\n"
+                "CONFIG_MEM_SOFT_DIRTY; pagemap_scan watches only the process that uses it\n"
+                "(pysweep.Tracker() in the program itself)."
+            )
         else:
             message += f"\n`pysweep backends {pid}` lists the backends that work for it here."
     elif isinstance(exc, PermissionError):

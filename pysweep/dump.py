@@ -65,7 +65,14 @@ from pysweep._spans import Spans, pagemap_runs
 from pysweep.tracker import Tracker
 
 __all__ = [
-    "Dumper", "Mapping", "RoundStats", "dumpable_reason", "full_stop_dump", "load_image", "read_maps", "read_memory",
+    "Dumper",
+    "Mapping",
+    "RoundStats",
+    "dumpable_reason",
+    "full_stop_dump",
+    "load_image",
+    "read_maps",
+    "read_memory",
     "verify",
 ]
 
@@ -79,8 +86,9 @@ _PM_FILE = 1 << 5
 # page shared with another process), or a file's page (a private file
 # mapping's copy zapped and read back).
 _UNBACKED = bytes(
-    1 if (not top & _PM_PRESENT and not top & _PM_SWAP)
-    or (top & _PM_PRESENT and (not top & _PM_EXCLUSIVE or top & _PM_FILE)) else 0
+    1
+    if (not top & _PM_PRESENT and not top & _PM_SWAP) or (top & _PM_PRESENT and (not top & _PM_EXCLUSIVE or top & _PM_FILE))
+    else 0
     for top in range(256)
 )
 _ZERO_PAGE = bytes(PAGE_SIZE)
@@ -215,8 +223,7 @@ def read_spans(pid: int, spans: Iterable[tuple[int, int]]) -> Iterator[tuple[int
             total += hi - lo
         buf = bytearray(total)
         ranges = array.array("L", itertools.chain.from_iterable((lo, hi - lo) for lo, hi in batch))
-        n = lib.pysweep_read_ranges(pid, ffi.from_buffer(buf), total, ffi.from_buffer("unsigned long[]", ranges),
-                                    len(batch))
+        n = lib.pysweep_read_ranges(pid, ffi.from_buffer(buf), total, ffi.from_buffer("unsigned long[]", ranges), len(batch))
         if n < 0:
             err = ffi.errno
             if err == errno_codes.ESRCH:
@@ -789,8 +796,7 @@ class Dumper:
             # in full.
             missing = now - self.held() - self._file_spans
             incomplete = _overlapping(current, missing)
-            new_files = Spans((m.start, m.end) for index, m in enumerate(current)
-                              if m.file_private and index in incomplete)
+            new_files = Spans((m.start, m.end) for index, m in enumerate(current) if m.file_private and index in incomplete)
             # A backend whose mark lives in the page table entry loses it
             # when reclaim drops the entries of shared memory (a page
             # written, reclaimed and read back shows clean): copy shared
@@ -811,8 +817,7 @@ class Dumper:
                 # A zapped anonymous page reads as zeros; a private file
                 # mapping's reads as the file.
                 anonymous = _unbacked(self.pid, private - file_now) - self._zero
-                self._copy_spans((anonymous | _unbacked(self.pid, private & file_now)) - Spans(self._round_spans),
-                                 copied)
+                self._copy_spans((anonymous | _unbacked(self.pid, private & file_now)) - Spans(self._round_spans), copied)
         t2 = time.monotonic()
         pages = Spans(self._round_spans).size() // PAGE_SIZE
         stats = RoundStats(number, pages, pages * PAGE_SIZE, t1 - t0, t2 - t1, frozen)
@@ -879,9 +884,11 @@ class Dumper:
             self._round(number, True)
         self.freeze_s = freeze.seconds
         self._report()
-        self._index.write_merged(self.out / "merged", self._sources,
-                                 {"pid": self.pid, "backend": self.tracker.name, "skipped": self.skipped,
-                                  "file_private": self.file_private})
+        self._index.write_merged(
+            self.out / "merged",
+            self._sources,
+            {"pid": self.pid, "backend": self.tracker.name, "skipped": self.skipped, "file_private": self.file_private},
+        )
         return self.rounds
 
 
@@ -909,8 +916,9 @@ def full_stop_dump(pid: int, out: Path) -> tuple[float, int]:
         for at, data in read_spans(pid, Spans(whole) | own_pages(pid, Spans(of_files))):
             for off in range(0, len(data), PAGE_SIZE):
                 image[at + off] = data[off : off + PAGE_SIZE]
-    _write_round(Path(out) / "merged", {"pid": pid, "backend": "none (full stop)", "skipped": skipped,
-                                        "file_private": files}, _runs(image))
+    _write_round(
+        Path(out) / "merged", {"pid": pid, "backend": "none (full stop)", "skipped": skipped, "file_private": files}, _runs(image)
+    )
     return freeze.seconds, len(image) * PAGE_SIZE
 
 
@@ -936,11 +944,13 @@ def verify(image_dir: Path, pid: int) -> list[int]:
         # Dumpable memory the image lacks counts as mismatching too.
         dumpable = [m for m in read_maps(pid) if dumpable_reason(m) is None]
         expected = Spans((m.start, m.end) for m in dumpable if not m.file_private) | own_pages(
-            pid, Spans((m.start, m.end) for m in dumpable if m.file_private))
+            pid, Spans((m.start, m.end) for m in dumpable if m.file_private)
+        )
         # So do the pages a restore would take from the file, of a private
         # file mapping the manifest does not list as it is.
-        expected = expected | Spans((m.start, m.end) for m in dumpable
-                                    if m.file_private and tuple(sorted(_file_record(m).items())) not in listed)
+        expected = expected | Spans(
+            (m.start, m.end) for m in dumpable if m.file_private and tuple(sorted(_file_record(m).items())) not in listed
+        )
         held = Spans((start, end) for start, end, _ in ranges)
         bad = [a for start, end in expected - held for a in range(start, end, PAGE_SIZE)]
         # A chunk at a time, so that memory stays bounded.

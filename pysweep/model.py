@@ -343,9 +343,7 @@ class AddressSpace:
         _check_aligned(start, end)
         if end < start:
             raise ModelError(errno_codes.EINVAL, "window ends below its start")
-        entries = coalesce(
-            (page, flags) for page in _pages(start, end) if (flags := self._flags(page, clear)) is not None
-        )
+        entries = coalesce((page, flags) for page in _pages(start, end) if (flags := self._flags(page, clear)) is not None)
         walk_end = end
         if vec_len is not None and len(entries) > vec_len:
             walk_end = entries[vec_len].start

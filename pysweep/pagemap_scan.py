@@ -90,8 +90,7 @@ def _open_userfaultfd() -> int:
         if err in (errno_codes.EPERM, errno_codes.EACCES):
             raise _unavailable(
                 err,
-                "userfaultfd() is not permitted: set /proc/sys/vm/unprivileged_userfaultfd to 1, "
-                "or run with CAP_SYS_PTRACE",
+                "userfaultfd() is not permitted: set /proc/sys/vm/unprivileged_userfaultfd to 1, or run with CAP_SYS_PTRACE",
             )
         raise _unavailable(err, f"userfaultfd() failed: {os.strerror(err)}")
     api = ffi.new("struct uffdio_api *")
@@ -143,9 +142,7 @@ def _probe_scan(pagemap: int) -> None:
     if lib.pysweep_pagemap_scan(pagemap, arg) < 0:
         err = ffi.errno
         if err in (errno_codes.ENOTTY, errno_codes.EINVAL):
-            raise _unavailable(
-                errno_codes.ENOSYS, f"this kernel ({os.uname().release}) has no PAGEMAP_SCAN ioctl (Linux 6.7+)"
-            )
+            raise _unavailable(errno_codes.ENOSYS, f"this kernel ({os.uname().release}) has no PAGEMAP_SCAN ioctl (Linux 6.7+)")
         raise _unavailable(err, f"PAGEMAP_SCAN failed: {os.strerror(err)}")
 
 

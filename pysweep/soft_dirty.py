@@ -187,8 +187,12 @@ class SoftDirtyBackend(Backend):
         return _unavailable(err, f"cannot open /proc/{self.pid}/{what}: {exc.strerror}")
 
     def _failed(self, exc: OSError, doing: str, what: str) -> BackendError:
-        return BackendError(exc.errno or errno_codes.EIO, f"{doing} /proc/{self.pid}/{what}: {exc.strerror}", backend=self.name,
-                            target=f"pid {self.pid}")
+        return BackendError(
+            exc.errno or errno_codes.EIO,
+            f"{doing} /proc/{self.pid}/{what}: {exc.strerror}",
+            backend=self.name,
+            target=f"pid {self.pid}",
+        )
 
     def _fds(self) -> tuple[int, int]:
         if self._pagemap is None or self._clear_refs is None:

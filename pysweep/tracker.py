@@ -102,8 +102,9 @@ class BackendUnavailableError(SweepError):
     gives one line to each.  ``pid`` is the target's, when known.
     """
 
-    def __init__(self, errno: int, reason: str, *, backend: str = "", target: str | None = None,
-                 reasons: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, errno: int, reason: str, *, backend: str = "", target: str | None = None, reasons: dict[str, str] | None = None
+    ) -> None:
         super().__init__(errno, reason, target=target)
         self.backend = backend
         self.reasons = {} if reasons is None else reasons
@@ -290,8 +291,9 @@ class Tracker:
                 return
         width = max(map(len, reasons), default=0) + 1
         lines = "".join(f"\n  {f'{name}:':<{width}} {why}" for name, why in reasons.items())
-        raise BackendUnavailableError(errno_codes.ENOSYS, f"no backend works for pid {pid}:{lines}", backend="auto",
-                                      target=f"pid {pid}", reasons=reasons)
+        raise BackendUnavailableError(
+            errno_codes.ENOSYS, f"no backend works for pid {pid}:{lines}", backend="auto", target=f"pid {pid}", reasons=reasons
+        )
 
     @property
     def name(self) -> str:

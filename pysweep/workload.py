@@ -69,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m pysweep.workload", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=64, metavar="MIB", help="memory to write, in MiB (default: 64)")
     parser.add_argument("--rate", type=int, default=1000, metavar="W", help="pages written per second (default: 1000)")
-    parser.add_argument("--churn", type=int, default=500, metavar="N",
-                        help="map or unmap a small mapping every N writes; 0: never (default: 500)")
+    parser.add_argument(
+        "--churn", type=int, default=500, metavar="N", help="map or unmap a small mapping every N writes; 0: never (default: 500)"
+    )
     args = parser.parse_args(argv)
     if args.size < 1 or args.rate < 1 or args.churn < 0:
         parser.error("--size and --rate must be positive, --churn not negative")

@@ -199,8 +199,7 @@ class SweepMachine(RuleBasedStateMachine):
 
     # -- what the process does -----------------------------------------------
 
-    @rule(slot=st.integers(0, SLOTS - 1), pages=st.integers(1, SLOT_PAGES - 1), writable=st.booleans(),
-          shared=st.booleans())
+    @rule(slot=st.integers(0, SLOTS - 1), pages=st.integers(1, SLOT_PAGES - 1), writable=st.booleans(), shared=st.booleans())
     def mmap_fixed(self, slot: int, pages: int, writable: bool, shared: bool) -> None:
         start, length = slot_start(slot), pages * PAGE
         if not self._may_place(start, start + length):
@@ -246,11 +245,7 @@ class SweepMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.vmas)
     @rule(data=st.data(), advice=st.sampled_from(Advice))
     def madvise(self, data: st.DataObject, advice: Advice) -> None:
-        candidates = [
-            vma
-            for vma in self._vmas(private=advice is Advice.FREE)
-            if self.guarantees.reports_zaps or not vma.tracked
-        ]
+        candidates = [vma for vma in self._vmas(private=advice is Advice.FREE) if self.guarantees.reports_zaps or not vma.tracked]
         if not candidates:
             return
         start, end = self._subrange(data, data.draw(st.sampled_from(candidates), label="vma"))

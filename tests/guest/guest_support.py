@@ -95,8 +95,12 @@ def in_child(work: Callable[[], object]) -> object:
             try:
                 report = {"value": work()}
             except BaseException as error:  # reported to the parent  # noqa: BLE001
-                report = {"error": type(error).__name__, "errno": getattr(error, "errno", None), "message": str(error),
-                          "mro": [c.__name__ for c in type(error).__mro__]}
+                report = {
+                    "error": type(error).__name__,
+                    "errno": getattr(error, "errno", None),
+                    "message": str(error),
+                    "mro": [c.__name__ for c in type(error).__mro__],
+                }
             os.write(write_end, json.dumps(report).encode())
         except BaseException:  # the child must reach os._exit()  # noqa: BLE001
             status = 1

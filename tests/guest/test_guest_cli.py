@@ -27,6 +27,7 @@ P = PAGE_SIZE
 PAGES = 16
 TIMEOUT = 300
 
+
 def _serve(pages: int, commands: IO[str], replies: IO[str]) -> None:
     # The child's loop: one reply line per command.
     area = mmap.mmap(-1, pages * mmap.PAGESIZE)
@@ -189,8 +190,11 @@ def test_watch_prints_one_line_per_round(capsys: pytest.CaptureFixture[str], chi
     assert lines[0].startswith(f"watching pid {child.pid} with touched_sweep, window {child.area}")
     assert lines[2].split()[:3] == ["round", "ranges", "pages"]
     rounds = [line.split() for line in lines[3:-1]]
-    assert [row[:6] for row in rounds] == [["1", "1", "3", "12", "KiB", "0"], ["2", "0", "0", "0", "B", "0"],
-                                           ["3", "0", "0", "0", "B", "0"]]
+    assert [row[:6] for row in rounds] == [
+        ["1", "1", "3", "12", "KiB", "0"],
+        ["2", "0", "0", "0", "B", "0"],
+        ["3", "0", "0", "0", "B", "0"],
+    ]
     assert lines[-1].startswith("done after 3 rounds: 3 pages (12 KiB) touched, 0 ranges gone")
 
 
@@ -247,20 +251,24 @@ def test_backends_auto_picks_touched_sweep(capsys: pytest.CaptureFixture[str], c
 
 def test_entry_point_sweep_and_watch_until_the_target_exits(child: Child) -> None:
     def pysweep(*argv: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pysweep", *map(str, argv)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=TIMEOUT)
+        return subprocess.run(
+            [sys.executable, "-m", "pysweep", *map(str, argv)], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT
+        )
 
     done = pysweep("track", child.pid, "--range", child.area)
     assert done.returncode == 0, done.stderr
     child.write(3)
     done = pysweep("sweep", child.pid, "--range", child.area, "--json")
     assert done.returncode == 0, done.stderr
-    assert [(r["start"], r["end"], r["flags"]) for r in json.loads(done.stdout)["ranges"]] == [
-        (*child.pages(3, 4), ["TOUCHED"])
-    ]
+    assert [(r["start"], r["end"], r["flags"]) for r in json.loads(done.stdout)["ranges"]] == [(*child.pages(3, 4), ["TOUCHED"])]
 
-    watch = subprocess.Popen([sys.executable, "-m", "pysweep", "watch", str(child.pid), "--range", child.area,
-                              "--interval", "0.2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "pysweep", "watch", str(child.pid), "--range", child.area, "--interval", "0.2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert watch.stdout is not None
         lines = [watch.stdout.readline() for _ in range(4)]  # two header lines, the column names, round 1
@@ -289,8 +297,9 @@ def test_watch_with_an_in_process_backend_tracks_first(capsys: pytest.CaptureFix
     why = available_backends(child.pid).get("soft_dirty", "no soft_dirty backend")
     if why is not None:
         pytest.skip(str(why))
-    status, out, err = run(capsys, "watch", child.pid, "--backend", "soft_dirty", "--range", child.area,
-                           "--rounds", 2, "--interval", 0.1)
+    status, out, err = run(
+        capsys, "watch", child.pid, "--backend", "soft_dirty", "--range", child.area, "--rounds", 2, "--interval", 0.1
+    )
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0] == f"pid {child.pid}: tracked {child.area} (64 KiB)"

@@ -98,8 +98,13 @@ def explain(image_dir: Path, pid: int, bad: list[int]) -> str:
         except OSError:
             now = None
         img = merged.get(addr)
-        diff = ("image lacks it" if img is None else "unreadable now" if now is None else
-                f"{sum(a != b for a, b in zip(img, now, strict=True))} bytes differ")
+        diff = (
+            "image lacks it"
+            if img is None
+            else "unreadable now"
+            if now is None
+            else f"{sum(a != b for a, b in zip(img, now, strict=True))} bytes differ"
+        )
         by = [name for name, pages in copied.items() if addr in pages]
         lines.append(f"{addr:#x} in {where}: {diff}; copied by {', '.join(by) or 'no round'}")
     return "\n".join(lines)
@@ -108,8 +113,7 @@ def explain(image_dir: Path, pid: int, bad: list[int]) -> str:
 @pytest.mark.parametrize("backend", ["touched_sweep", "soft_dirty"])
 def test_dump_of_a_writing_process_is_exact(writer: subprocess.Popen[str], tmp_path: Path, backend: str) -> None:
     seen: list[RoundStats] = []
-    dumper = Dumper(writer.pid, tmp_path, backend=backend, max_rounds=4, converge_bytes=64 * PAGE_SIZE,
-                    progress=seen.append)
+    dumper = Dumper(writer.pid, tmp_path, backend=backend, max_rounds=4, converge_bytes=64 * PAGE_SIZE, progress=seen.append)
     rounds = dumper.run(resume=False)
 
     assert rounds == seen
@@ -186,8 +190,7 @@ class _SoftDirtyWriteInTheWindow(SoftDirtyBackend):
 def test_a_write_between_reading_and_clearing_soft_dirty_bits_is_not_lost(tmp_path: Path) -> None:
     """soft_dirty reads the bits and clears them in two steps: the dumper
     stops the target across each sweep, so no write can land in between."""
-    proc = subprocess.Popen([sys.executable, "-c", POKED_TARGET, "64"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", POKED_TARGET, "64"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     register_backend(_SoftDirtyWriteInTheWindow.name, _SoftDirtyWriteInTheWindow)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
@@ -218,8 +221,12 @@ def test_verify_finds_a_change_after_the_dump(writer: subprocess.Popen[str], tmp
 
 def test_command_line_dump_and_verify(writer: subprocess.Popen[str], tmp_path: Path) -> None:
     pysweep = [sys.executable, "-m", "pysweep"]
-    out = subprocess.run([*pysweep, "dump", str(writer.pid), "--out", str(tmp_path / "img"), "--max-rounds", "3",
-                          "--leave-stopped"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*pysweep, "dump", str(writer.pid), "--out", str(tmp_path / "img"), "--max-rounds", "3", "--leave-stopped"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     lines = out.splitlines()
     assert lines[0].startswith("round 0: ") and lines[-2].endswith(", frozen")
     assert lines[-1].startswith(f"dump of pid {writer.pid} with touched_sweep: ") and " frozen " in lines[-1]
@@ -231,9 +238,14 @@ def test_command_line_dump_and_verify(writer: subprocess.Popen[str], tmp_path: P
     stale = subprocess.run([*pysweep, "verify", str(tmp_path / "img"), str(writer.pid)], capture_output=True, text=True)
     assert stale.returncode == 1 and "differs" in stale.stdout
     # --json: one object at the end; the image is written all the same.
-    report = json.loads(subprocess.run([*pysweep, "dump", str(writer.pid), "--out", str(tmp_path / "img2"),
-                                        "--max-rounds", "2", "--json"], capture_output=True, text=True,
-                                       check=True).stdout)
+    report = json.loads(
+        subprocess.run(
+            [*pysweep, "dump", str(writer.pid), "--out", str(tmp_path / "img2"), "--max-rounds", "2", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert report["pid"] == writer.pid and report["backend"] == "touched_sweep"
     assert report["rounds"][-1]["frozen"] and report["bytes"] == sum(r["bytes"] for r in report["rounds"])
     assert report["peak_rss_bytes"] > 0 and (tmp_path / "img2" / "merged" / "manifest.json").exists()
@@ -241,8 +253,11 @@ def test_command_line_dump_and_verify(writer: subprocess.Popen[str], tmp_path: P
 
 @pytest.mark.parametrize("backend", ["touched_sweep", "soft_dirty"])
 def test_demo_compares_the_two_dumps(backend: str) -> None:
-    demo = subprocess.run([sys.executable, "-m", "pysweep", "demo", "--size", "8", "--rate", "500",
-                           "--backend", backend, "--memory-size", "16"], capture_output=True, text=True)
+    demo = subprocess.run(
+        [sys.executable, "-m", "pysweep", "demo", "--size", "8", "--rate", "500", "--backend", backend, "--memory-size", "16"],
+        capture_output=True,
+        text=True,
+    )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     out = demo.stdout
     assert f"with {backend}" in out and "image exact" in out

@@ -43,6 +43,7 @@ def test_exited_process_is_esrch(reap: bool) -> None:
 @pytest.mark.parametrize("reap", [True, False], ids=["reaped", "zombie"])
 def test_exited_process_is_esrch_before_permission(reap: bool) -> None:
     with exited_child(uid=OWNER, reap=reap) as pidfd:
+
         def as_stranger() -> int:
             drop_to(STRANGER)
             return outcome(pidfd, op=SWEEP)
@@ -55,10 +56,15 @@ def test_exited_process_is_esrch_before_permission(reap: bool) -> None:
 
 def test_stranger_is_refused() -> None:
     with sleeper(uid=OWNER) as (_, pidfd):
+
         def as_stranger() -> list[int]:
             drop_to(STRANGER)
-            return [outcome(pidfd, op=SWEEP), outcome(pidfd, op=TRACK, start=PAGE_SIZE, end=PAGE_SIZE),
-                    outcome(pidfd, op=SWEEP, start=1), outcome(-1, op=SWEEP)]
+            return [
+                outcome(pidfd, op=SWEEP),
+                outcome(pidfd, op=TRACK, start=PAGE_SIZE, end=PAGE_SIZE),
+                outcome(pidfd, op=SWEEP, start=1),
+                outcome(-1, op=SWEEP),
+            ]
 
         got = in_child(as_stranger)["value"]  # type: ignore[index]
         assert [name(code) for code in got] == ["EPERM", "EPERM", "EINVAL", "EBADF"]
@@ -66,6 +72,7 @@ def test_stranger_is_refused() -> None:
 
 def test_stranger_gets_permission_error_from_the_api() -> None:
     with sleeper(uid=OWNER) as (pid, pidfd):
+
         def as_stranger() -> None:
             drop_to(STRANGER)
             pysweep.sweep(pysweep.Target.from_pidfd(pidfd), 0, 0)
@@ -78,6 +85,7 @@ def test_stranger_gets_permission_error_from_the_api() -> None:
 
 def test_same_user_is_allowed() -> None:
     with sleeper(uid=OWNER) as (_, pidfd):
+
         def as_owner() -> list[int]:
             drop_to(OWNER)
             return [outcome(pidfd, op=SWEEP), outcome(pidfd, op=TRACK, start=PAGE_SIZE, end=PAGE_SIZE)]

@@ -47,8 +47,22 @@ def _wait_for(sock: Path, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
 
 
 def _benchmark(sock: Path, requests: int, *, keys: int) -> list[str]:
-    return [_need("redis-benchmark"), "-s", str(sock), "-q", "-t", "set", "-n", str(requests), "-r", str(keys),
-            "-d", str(VALUE), "-c", "2"]
+    return [
+        _need("redis-benchmark"),
+        "-s",
+        str(sock),
+        "-q",
+        "-t",
+        "set",
+        "-n",
+        str(requests),
+        "-r",
+        str(keys),
+        "-d",
+        str(VALUE),
+        "-c",
+        "2",
+    ]
 
 
 @pytest.fixture
@@ -56,9 +70,25 @@ def redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """A redis-server with KEYS keys of VALUE bytes, listening on a unix socket only."""
     sock = tmp_path / "redis.sock"
     proc = subprocess.Popen(
-        [_need("redis-server"), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), "--logfile", str(tmp_path / "redis.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            _need("redis-server"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--logfile",
+            str(tmp_path / "redis.log"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(sock, proc)
         # Fill every key once: -r picks keys at random, so ask for more
@@ -72,12 +102,11 @@ def redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
 
 
 @pytest.mark.parametrize("backend", ["touched_sweep", "soft_dirty"])
-def test_redis_under_load_is_dumped_exactly(
-    redis: tuple[subprocess.Popen[bytes], Path], tmp_path: Path, backend: str
-) -> None:
+def test_redis_under_load_is_dumped_exactly(redis: tuple[subprocess.Popen[bytes], Path], tmp_path: Path, backend: str) -> None:
     server, sock = redis
-    load = subprocess.Popen(_benchmark(sock, LOAD_REQUESTS, keys=KEYS), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = subprocess.Popen(
+        _benchmark(sock, LOAD_REQUESTS, keys=KEYS), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         time.sleep(1)
         assert load.poll() is None, "redis-benchmark stopped before the dump"

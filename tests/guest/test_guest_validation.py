@@ -61,7 +61,7 @@ def test_args_running_into_an_unmapped_page_fault(own: int) -> None:
         expect(EFAULT, own, op=SWEEP, args_address=base + offset)
         expect(EFAULT, NO_PIDFD, op=SWEEP, args_address=base + offset)
         # The same structure with size saying there is nothing more is fine.
-        area[offset:offset + 8] = ARGS_SIZE.to_bytes(8, "little")
+        area[offset : offset + 8] = ARGS_SIZE.to_bytes(8, "little")
         expect(accepted(), own, op=SWEEP, args_address=base + offset)
     finally:
         ffi.release(view)
@@ -140,8 +140,10 @@ def test_sweep_flags_are_accepted(own: int, flags: int) -> None:
 # 4. The window.
 
 
-@pytest.mark.parametrize(("start", "end"), [(1, PAGE_SIZE), (PAGE_SIZE + 8, 2 * PAGE_SIZE), (0, 1), (PAGE_SIZE, 2 * PAGE_SIZE - 1),
-                                            (PAGE_SIZE // 2, PAGE_SIZE // 2)])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(1, PAGE_SIZE), (PAGE_SIZE + 8, 2 * PAGE_SIZE), (0, 1), (PAGE_SIZE, 2 * PAGE_SIZE - 1), (PAGE_SIZE // 2, PAGE_SIZE // 2)],
+)
 @pytest.mark.parametrize("op", [TRACK, UNTRACK, SWEEP])
 def test_unaligned_window_is_einval(own: int, op: int, start: int, end: int) -> None:
     expect(EINVAL, own, op=op, start=start, end=end)
@@ -164,8 +166,12 @@ def test_reversed_window_is_einval(own: int, op: int) -> None:
 
 def test_window_past_task_size_is_einval(own: int) -> None:
     require_x86_64()
-    for start, end in [(0, TASK_SIZE_MAX + PAGE_SIZE), (TASK_SIZE_MAX + PAGE_SIZE,) * 2,
-                       (0, (1 << 64) - PAGE_SIZE), (KERNEL_ADDRESS,) * 2]:
+    for start, end in [
+        (0, TASK_SIZE_MAX + PAGE_SIZE),
+        (TASK_SIZE_MAX + PAGE_SIZE,) * 2,
+        (0, (1 << 64) - PAGE_SIZE),
+        (KERNEL_ADDRESS,) * 2,
+    ]:
         expect(EINVAL, own, op=SWEEP, start=start, end=end)
         expect(EINVAL, NO_PIDFD, op=TRACK, start=start, end=end)
         expect(EINVAL, own, op=SWEEP, start=start, end=end, vec=KERNEL_ADDRESS, vec_len=1)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]
-                       / "tools" / "testing" / "harness"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "testing" / "harness"))
 
 import kbuild
 import mmselftests
@@ -27,15 +26,12 @@ harness-init: command exited with status 0
 """
 
 SPLATS = {
-    "warn": "[   5.1] WARNING: CPU: 1 PID: 77 at mm/touched_sweep.c:140 "
-            "__do_sys_touched_sweep+0x10/0x20",
+    "warn": "[   5.1] WARNING: CPU: 1 PID: 77 at mm/touched_sweep.c:140 __do_sys_touched_sweep+0x10/0x20",
     "bug": "[   5.1] BUG: kernel NULL pointer dereference, address: 0008",
     "kasan": "[   5.1] BUG: KASAN: slab-use-after-free in foo+0x1/0x2",
     "lockdep": "[   5.1] WARNING: possible circular locking dependency detected",
-    "atomic_sleep": "[   5.1] BUG: sleeping function called from invalid "
-                    "context at mm/gup.c:1",
-    "oops": "[   5.1] Oops: general protection fault, probably for "
-            "non-canonical address",
+    "atomic_sleep": "[   5.1] BUG: sleeping function called from invalid context at mm/gup.c:1",
+    "oops": "[   5.1] Oops: general protection fault, probably for non-canonical address",
     "rcu": "[  30.1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
     "hung": "[ 130.1] INFO: task python3:88 blocked for more than 120 seconds.",
     "panic": "[   5.1] Kernel panic - not syncing: Fatal exception",
@@ -56,15 +52,13 @@ def test_each_kind_of_splat_is_found(kind: str) -> None:
 
 
 def test_one_report_gives_one_excerpt() -> None:
-    report = "\n".join([SPLATS["lockdep"], "[   5.2] 6.12.117 #1 Not tainted",
-                        "[   5.3] WARNING: held lock freed!"])
+    report = "\n".join([SPLATS["lockdep"], "[   5.2] 6.12.117 #1 Not tainted", "[   5.3] WARNING: held lock freed!"])
     assert len(vm.find_splats(CLEAN_BOOT + report)) == 1
 
 
 def test_tap_totals(tmp_path: Path) -> None:
     tap = tmp_path / "k.tap"
-    tap.write_text("TAP version 13\n1..3\nok 1 a\nnot ok 2 b\nok 3 c\n"
-                   "# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:0 error:0\n")
+    tap.write_text("TAP version 13\n1..3\nok 1 a\nnot ok 2 b\nok 3 c\n# Totals: pass:2 fail:1 xfail:0 xpass:0 skip:0 error:0\n")
     c = suite.tap_counts("k", tap)
     assert (c.passed, c.failed, c.skipped, c.ok) == (2, 1, 0, False)
     assert c.failures == ["b"]
@@ -88,13 +82,14 @@ def test_tap_figures_of_the_reliability_tests(tmp_path: Path) -> None:
         "# 2469004 writes, 65 sweeps (2378 calls), ranges 1/2/3, 0.0 s, "
         "0 mismatches\n"
         "# 286107 writes, 17 sweeps (252 calls), ENOMEM target 17, 4.0 s, "
-        "2 mismatches\n")
+        "2 mismatches\n"
+    )
     assert suite.tap_figures(tap) == "2,755,111 writes checked, 2 mismatches"
-    tap.write_text("# t.c:1:fuzz:100000 calls: 17970 succeeded, 6 distinct "
-                   "errnos, 0 undocumented\n")
+    tap.write_text("# t.c:1:fuzz:100000 calls: 17970 succeeded, 6 distinct errnos, 0 undocumented\n")
     assert suite.tap_figures(tap) == "100,000 fuzz calls, 6 distinct errnos"
-    tap.write_text("# t.c:9:every_fault_point:30 injected failures in all\n"
-                   "# t.c:9:every_fault_point:129 injected failures in all\n")
+    tap.write_text(
+        "# t.c:9:every_fault_point:30 injected failures in all\n# t.c:9:every_fault_point:129 injected failures in all\n"
+    )
     assert suite.tap_figures(tap) == "159 injected failures"
     tap.write_text("ok 1 a\n")
     assert suite.tap_figures(tap) == ""
@@ -102,11 +97,12 @@ def test_tap_figures_of_the_reliability_tests(tmp_path: Path) -> None:
 
 def test_soak_keeps_the_figures(tmp_path: Path) -> None:
     tap = tmp_path / "stress.tap"
-    tap.write_text("TAP version 13\n# Starting 2 tests from 2 test cases.\n"
-                   "# 18376960 writes, 885 sweeps, 400.8 s, 0 mismatches\n"
-                   "ok 1 stress.plain.no_lost_writes\n")
-    assert soak.findings(tap) == [
-        "# 18376960 writes, 885 sweeps, 400.8 s, 0 mismatches"]
+    tap.write_text(
+        "TAP version 13\n# Starting 2 tests from 2 test cases.\n"
+        "# 18376960 writes, 885 sweeps, 400.8 s, 0 mismatches\n"
+        "ok 1 stress.plain.no_lost_writes\n"
+    )
+    assert soak.findings(tap) == ["# 18376960 writes, 885 sweeps, 400.8 s, 0 mismatches"]
     assert soak.findings(tmp_path / "missing.tap") == []
 
 
@@ -152,22 +148,21 @@ def test_odirect_mismatch_or_missing_result_fails(tmp_path: Path) -> None:
 
 def test_junit_counts(tmp_path: Path) -> None:
     xml = tmp_path / "r.xml"
-    xml.write_text('<testsuites><testsuite tests="7" failures="1" errors="1" '
-                   'skipped="2"/></testsuites>')
+    xml.write_text('<testsuites><testsuite tests="7" failures="1" errors="1" skipped="2"/></testsuites>')
     c = suite.junit_counts("r", xml)
     assert (c.passed, c.failed, c.skipped) == (3, 2, 2)
     assert not suite.junit_counts("r", tmp_path / "missing.xml").ok
 
 
-def test_failures_are_named_under_the_summary(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failures_are_named_under_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     xml = tmp_path / "r.xml"
     xml.write_text(
         '<testsuites><testsuite tests="3" failures="1" errors="1">'
         '<testcase classname="t.a" name="ok"/>'
         '<testcase classname="t.a" name="bad"><failure/></testcase>'
         '<testcase classname="t.b" name="broken"><error/></testcase>'
-        '</testsuite></testsuites>')
+        "</testsuite></testsuites>"
+    )
     c = suite.junit_counts("r", xml)
     assert c.failures == ["t.a::bad", "t.b::broken"]
     many = suite.Counts("m", failed=20, failures=[f"case {i}" for i in range(20)])
@@ -181,8 +176,9 @@ def test_failures_are_named_under_the_summary(
 def test_mypy_counts() -> None:
     clean = suite.mypy_counts("Success: no issues found in 9 source files\n")
     assert (clean.passed, clean.failed, clean.ok) == (9, 0, True)
-    found = suite.mypy_counts("a.py:1: error: x  [misc]\nb.py:2: error: y  [misc]\n"
-                              "Found 2 errors in 2 files (checked 9 source files)\n")
+    found = suite.mypy_counts(
+        "a.py:1: error: x  [misc]\nb.py:2: error: y  [misc]\nFound 2 errors in 2 files (checked 9 source files)\n"
+    )
     assert (found.passed, found.failed, found.ok) == (7, 2, False)
     assert not suite.mypy_counts("mypy: can't read file 'x'\n").ok
 
@@ -236,14 +232,11 @@ def test_upstream_cases_are_parsed() -> None:
     }
 
 
-def _results(cases: dict[str, str], exit_status: int = 0
-             ) -> dict[str, mmselftests.TestResult]:
-    return {t: mmselftests.TestResult(exit_status, dict(cases))
-            for t in mmselftests.TESTS}
+def _results(cases: dict[str, str], exit_status: int = 0) -> dict[str, mmselftests.TestResult]:
+    return {t: mmselftests.TestResult(exit_status, dict(cases)) for t in mmselftests.TESTS}
 
 
-def test_upstream_comparison(tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upstream_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     baseline = tmp_path / "baseline.json"
     monkeypatch.setattr(mmselftests, "BASELINE", baseline)
     before = {"a": "pass", "b": "fail", "c": "skip", "d": "xfail"}
@@ -255,23 +248,20 @@ def test_upstream_comparison(tmp_path: Path,
 
     # A case that passed unpatched and now fails, or is missing, regresses;
     # one that failed unpatched and now passes does not.
-    worse = mmselftests.compare(_results({"b": "pass", "c": "skip",
-                                          "d": "fail"}))
+    worse = mmselftests.compare(_results({"b": "pass", "c": "skip", "d": "fail"}))
     assert len(worse.regressions) == 2 * len(mmselftests.TESTS)
     crashed = mmselftests.compare(_results(before, exit_status=1))
     assert len(crashed.regressions) == len(mmselftests.TESTS)
 
 
 def test_flaky_baseline_case_is_not_a_pass() -> None:
-    runs = [_results({"a": "pass", "b": "pass", "took 10 ms": "pass"}),
-            _results({"a": "fail", "b": "pass", "took 12 ms": "pass"})]
+    runs = [_results({"a": "pass", "b": "pass", "took 10 ms": "pass"}), _results({"a": "fail", "b": "pass", "took 12 ms": "pass"})]
     merged = mmselftests.merge_runs(runs)
     # A case whose name changes between runs cannot be compared at all.
     assert merged["cow"].cases == {"a": "fail", "b": "pass"}
 
 
-def test_named_run_keeps_the_first_runs_output(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_named_run_keeps_the_first_runs_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vm, "VM_DIR", tmp_path / "vm")
     monkeypatch.setattr(vm, "LOGS", tmp_path / "logs")
     out, console, lock = vm._claim_run_dir()
@@ -279,8 +269,7 @@ def test_named_run_keeps_the_first_runs_output(
     lock.close()
     (out / "result").write_text("first boot")
     audit_out, audit_console, lock = vm._claim_run_dir("audit")
-    assert (audit_out.name, audit_console.name) == ("out-audit",
-                                                   "guest-console-audit.log")
+    assert (audit_out.name, audit_console.name) == ("out-audit", "guest-console-audit.log")
     # A second guest while the first holds its claim takes a numbered one.
     busy_out, _, busy_lock = vm._claim_run_dir("audit")
     assert busy_out.name == "out-audit-1"
@@ -292,13 +281,27 @@ def test_named_run_keeps_the_first_runs_output(
 def test_tap_nested_by_the_kselftest_runner(tmp_path: Path) -> None:
     # run_kselftest.sh puts each program's TAP under "# " and adds its own line.
     tap = tmp_path / "k.tap"
-    tap.write_text("TAP version 13\n1..1\n# timeout set to 600\n"
-                   "# selftests: touched_sweep: touched_sweep_stress\n"
-                   "# TAP version 13\n# 1..2\n# ok 1 s.a\n# not ok 2 s.b\n"
-                   "# # 286107 writes, 17 sweeps (252 calls), ENOMEM target 17, 4.0 s, 0 mismatches\n"
-                   "# # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:0 error:0\n"
-                   "not ok 1 selftests: touched_sweep: touched_sweep_stress # exit=1\n")
+    tap.write_text(
+        "TAP version 13\n1..1\n# timeout set to 600\n"
+        "# selftests: touched_sweep: touched_sweep_stress\n"
+        "# TAP version 13\n# 1..2\n# ok 1 s.a\n# not ok 2 s.b\n"
+        "# # 286107 writes, 17 sweeps (252 calls), ENOMEM target 17, 4.0 s, 0 mismatches\n"
+        "# # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:0 error:0\n"
+        "not ok 1 selftests: touched_sweep: touched_sweep_stress # exit=1\n"
+    )
     c = suite.tap_counts("k", tap)
     assert (c.passed, c.failed, c.ok) == (1, 1, False)
     assert c.failures == ["s.b", "selftests: touched_sweep: touched_sweep_stress # exit=1"]
     assert suite.tap_figures(tap) == "286,107 writes checked, 0 mismatches"
+
+
+def test_ruff_format_counts() -> None:
+    clean = suite.ruff_format_counts("55 files already formatted\n")
+    assert (clean.passed, clean.failed, clean.ok) == (55, 0, True)
+    new = suite.ruff_format_counts(
+        "pysweep/a.py:83:8: unformatted: File would be reformatted\n1 file would be reformatted, 54 files already formatted\n"
+    )
+    assert (new.passed, new.failed, new.failures, new.ok) == (54, 1, ["pysweep/a.py"], False)
+    old = suite.ruff_format_counts("Would reformat: tests/b.py\n1 file would be reformatted, 2 files already formatted\n")
+    assert old.failures == ["tests/b.py"] and not old.ok
+    assert not suite.ruff_format_counts("error: something\n").ok

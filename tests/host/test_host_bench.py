@@ -17,37 +17,66 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]
-                       / "tools" / "testing" / "harness"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "testing" / "harness"))
 
 import bench
 import vm
 
 HARNESS_MAIN = Path(bench.__file__).resolve().parent / "__main__.py"
 
-META: dict[str, Any] = {"type": "meta", "kernel": "6.12.117-ts", "clocksource": "tsc", "cpus": 2,
-                        "mem_total_kib": 6_000_000, "page_size": 4096, "runs": 3}
+META: dict[str, Any] = {
+    "type": "meta",
+    "kernel": "6.12.117-ts",
+    "clocksource": "tsc",
+    "cpus": 2,
+    "mem_total_kib": 6_000_000,
+    "page_size": 4096,
+    "runs": 3,
+}
 
 
-def measurement(scenario: str, mechanism: str, sweep_us: list[float], *, tracked_mib: float = 1024,
-                touched_pages: int = 256, vmas: int = 1, thp: bool = False,
-                first_write_ns: list[float] | None = None, writes: int | None = None) -> dict[str, Any]:
-    record = {"type": "measurement", "scenario": scenario, "mechanism": mechanism,
-              "tracked_mib": tracked_mib, "touched_pages": touched_pages, "vmas": vmas, "thp": thp,
-              "sweep_us": sweep_us, "first_write_ns": first_write_ns or []}
+def measurement(
+    scenario: str,
+    mechanism: str,
+    sweep_us: list[float],
+    *,
+    tracked_mib: float = 1024,
+    touched_pages: int = 256,
+    vmas: int = 1,
+    thp: bool = False,
+    first_write_ns: list[float] | None = None,
+    writes: int | None = None,
+) -> dict[str, Any]:
+    record = {
+        "type": "measurement",
+        "scenario": scenario,
+        "mechanism": mechanism,
+        "tracked_mib": tracked_mib,
+        "touched_pages": touched_pages,
+        "vmas": vmas,
+        "thp": thp,
+        "sweep_us": sweep_us,
+        "first_write_ns": first_write_ns or [],
+    }
     if writes is not None:
         record["writes"] = writes
     return record
 
 
 # The touched scenario's points: (distinct pages written, random writes).
-DENSITY_POINTS = [(16, 16), (256, 256), (4096, 4096), (16384, 16384), (65536, 65536),
-                  (165_723, 262144), (262144, 262144)]
+DENSITY_POINTS = [(16, 16), (256, 256), (4096, 4096), (16384, 16384), (65536, 65536), (165_723, 262144), (262144, 262144)]
 
 
 def memory(what: str, bytes_: list[int], budget: int, *, tracked_mib: float, vmas: int) -> dict[str, Any]:
-    return {"type": "memory", "mechanism": "touched_sweep", "what": what, "tracked_mib": tracked_mib,
-            "vmas": vmas, "bytes": bytes_, "budget_bytes": budget}
+    return {
+        "type": "memory",
+        "mechanism": "touched_sweep",
+        "what": what,
+        "tracked_mib": tracked_mib,
+        "vmas": vmas,
+        "bytes": bytes_,
+        "budget_bytes": budget,
+    }
 
 
 def full_run() -> list[dict[str, Any]]:
@@ -59,31 +88,48 @@ def full_run() -> list[dict[str, Any]]:
         records.append(measurement("size", "soft_dirty", [33 * mib, 34 * mib, 35 * mib], tracked_mib=mib))
         records.append(measurement("thp", "touched_sweep", [25, 26, 27], tracked_mib=mib, thp=True))
     for touched, writes in DENSITY_POINTS:
-        records.append(measurement("touched", "touched_sweep", [20 + touched / 100] * 3, touched_pages=touched,
-                                   writes=writes))
-        records.append(measurement("touched", "pagemap_scan", [30 + touched / 50] * 3, touched_pages=touched,
-                                   writes=writes))
+        records.append(measurement("touched", "touched_sweep", [20 + touched / 100] * 3, touched_pages=touched, writes=writes))
+        records.append(measurement("touched", "pagemap_scan", [30 + touched / 50] * 3, touched_pages=touched, writes=writes))
     for vmas in (10, 100, 1000, 10000):
-        records.append(measurement("vmas", "touched_sweep", [20, 21 + vmas / 1000, 22], vmas=vmas,
-                                   tracked_mib=vmas * 4 * 4096 / 2**20, touched_pages=10))
-    records.append(measurement("vmas", "pagemap_scan", [15, 16, 17], vmas=10, tracked_mib=10 * 4 * 4096 / 2**20,
-                               touched_pages=10))
+        records.append(
+            measurement(
+                "vmas",
+                "touched_sweep",
+                [20, 21 + vmas / 1000, 22],
+                vmas=vmas,
+                tracked_mib=vmas * 4 * 4096 / 2**20,
+                touched_pages=10,
+            )
+        )
+    records.append(measurement("vmas", "pagemap_scan", [15, 16, 17], vmas=10, tracked_mib=10 * 4 * 4096 / 2**20, touched_pages=10))
     for mech, ns in (("touched_sweep", 3100), ("soft_dirty", 3000), ("untracked", 900)):  # 1.033 <= 1.1
-        records.append(measurement("first_write", mech, [] if mech == "untracked" else [5, 6, 7],
-                                   tracked_mib=256, touched_pages=4096, first_write_ns=[ns, ns + 100, ns - 50]))
+        records.append(
+            measurement(
+                "first_write",
+                mech,
+                [] if mech == "untracked" else [5, 6, 7],
+                tracked_mib=256,
+                touched_pages=4096,
+                first_write_ns=[ns, ns + 100, ns - 50],
+            )
+        )
     for threads in (1, 2, 4):
         for mech, ns in (("touched_sweep", 1500), ("soft_dirty", 1450), ("untracked", 30)):  # 0.967 >= 0.9
-            records.append(measurement("threads", mech, [] if mech == "untracked" else [5, 6, 7], vmas=threads,
-                                       tracked_mib=32 * threads, touched_pages=8192 * threads,
-                                       first_write_ns=[ns, ns + 10, ns - 10]))
-    records.append(measurement("binding", "touched_sweep", [12000, 12500, 13000], tracked_mib=512,
-                               touched_pages=65536))
-    records.append(measurement("binding", "pysweep", [19000, 20000, 21000], tracked_mib=512,
-                               touched_pages=65536))  # 1.6 <= 2
-    records.append(memory("per_gib", [1_048_700, 1_048_600, 1_048_800], 1_048_576 + 128,
-                          tracked_mib=8192, vmas=1))
-    records.append(memory("per_vma", [1_300_000, 1_200_000, 1_250_000], 10000 // 8 + 10000 * 128,
-                          tracked_mib=39.0625, vmas=10000))
+            records.append(
+                measurement(
+                    "threads",
+                    mech,
+                    [] if mech == "untracked" else [5, 6, 7],
+                    vmas=threads,
+                    tracked_mib=32 * threads,
+                    touched_pages=8192 * threads,
+                    first_write_ns=[ns, ns + 10, ns - 10],
+                )
+            )
+    records.append(measurement("binding", "touched_sweep", [12000, 12500, 13000], tracked_mib=512, touched_pages=65536))
+    records.append(measurement("binding", "pysweep", [19000, 20000, 21000], tracked_mib=512, touched_pages=65536))  # 1.6 <= 2
+    records.append(memory("per_gib", [1_048_700, 1_048_600, 1_048_800], 1_048_576 + 128, tracked_mib=8192, vmas=1))
+    records.append(memory("per_vma", [1_300_000, 1_200_000, 1_250_000], 10000 // 8 + 10000 * 128, tracked_mib=39.0625, vmas=10000))
     return records
 
 
@@ -116,18 +162,20 @@ def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_parses_every_record_type() -> None:
-    records = [*full_run(),
-               {"type": "skip", "scenario": "vmas", "mechanism": "soft_dirty", "reason": "no soft-dirty"}]
+    records = [*full_run(), {"type": "skip", "scenario": "vmas", "mechanism": "soft_dirty", "reason": "no soft-dirty"}]
     data = parse(records)
-    assert data.meta == bench.Meta(kernel="6.12.117-ts", clocksource="tsc", cpus=2,
-                                   mem_total_kib=6_000_000, page_size=4096, runs=3)
+    assert data.meta == bench.Meta(kernel="6.12.117-ts", clocksource="tsc", cpus=2, mem_total_kib=6_000_000, page_size=4096, runs=3)
     assert len(data.measurements) == sum(r["type"] == "measurement" for r in records)
     assert [r.what for r in data.memory] == ["per_gib", "per_vma"]
     assert data.skips == [bench.Skip("vmas", "soft_dirty", "no soft-dirty")]
     assert data.errors == [] and data.ignored == []
     first = data.measurements[0]
-    assert (first.scenario, first.mechanism, first.tracked_mib, first.sweep_us) == \
-        ("size", "touched_sweep", 64.0, (30.0, 31.0, 29 + 64 / 1024))
+    assert (first.scenario, first.mechanism, first.tracked_mib, first.sweep_us) == (
+        "size",
+        "touched_sweep",
+        64.0,
+        (30.0, 31.0, 29 + 64 / 1024),
+    )
 
 
 def test_extra_fields_unknown_types_and_blank_lines() -> None:
@@ -141,9 +189,13 @@ def test_extra_fields_unknown_types_and_blank_lines() -> None:
 
 
 def test_error_records_are_collected() -> None:
-    text = jsonl([META, measurement("size", "touched_sweep", [1]),
-                  {"type": "error", "scenario": "size", "mechanism": "pagemap_scan",
-                   "error": "sweep reported 3 pages, 256 were written"}])
+    text = jsonl(
+        [
+            META,
+            measurement("size", "touched_sweep", [1]),
+            {"type": "error", "scenario": "size", "mechanism": "pagemap_scan", "error": "sweep reported 3 pages, 256 were written"},
+        ]
+    )
     data = bench.parse_jsonl(text)
     assert data.errors == ["bench.jsonl:3: size pagemap_scan: sweep reported 3 pages, 256 were written"]
     assert len(data.measurements) == 1
@@ -195,8 +247,9 @@ def test_median_min_max_and_runs() -> None:
     assert (odd["sweep_us_median"], odd["sweep_us_min"], odd["sweep_us_max"], odd["runs"]) == (3, 1, 5, 3)
     even = bench.measurement_summary(parse([META, measurement("size", "x", [4, 1, 3, 10])]).measurements[0])
     assert even["sweep_us_median"] == 3.5
-    fw = bench.measurement_summary(parse([META, measurement("first_write", "untracked", [],
-                                                            first_write_ns=[900, 1000])]).measurements[0])
+    fw = bench.measurement_summary(
+        parse([META, measurement("first_write", "untracked", [], first_write_ns=[900, 1000])]).measurements[0]
+    )
     assert fw["sweep_us_median"] is None and fw["sweep_us_min"] is None and fw["sweep_us_max"] is None
     assert (fw["first_write_ns_median"], fw["runs"]) == (950, 2)
     none = bench.measurement_summary(parse([META, measurement("size", "x", [])]).measurements[0])
@@ -204,8 +257,13 @@ def test_median_min_max_and_runs() -> None:
 
 
 def test_memory_summary_derives_bits_per_page_and_bytes_per_vma() -> None:
-    data = parse([META, memory("per_gib", [131072, 131200, 131100], 131200, tracked_mib=1024, vmas=1),
-                  memory("per_vma", [2000, 1000, 1500], 1280, tracked_mib=0.0390625, vmas=10)])
+    data = parse(
+        [
+            META,
+            memory("per_gib", [131072, 131200, 131100], 131200, tracked_mib=1024, vmas=1),
+            memory("per_vma", [2000, 1000, 1500], 1280, tracked_mib=0.0390625, vmas=10),
+        ]
+    )
     per_gib, per_vma = (bench.memory_summary(r, 4096) for r in data.memory)
     assert per_gib["bytes_median"] == 131100
     assert per_gib["bits_per_page"] == pytest.approx(131100 * 8 / 262144)
@@ -220,13 +278,24 @@ def test_results_json_fields() -> None:
     res = bench.results(data, INFO, bench.evaluate_targets(data))
     assert {"kernel", "accelerator", "date", "guest", "measurements", "memory", "targets"} <= set(res)
     assert (res["kernel"], res["accelerator"], res["date"]) == ("6.12.117-ts", "tcg", "2026-01-02T03:04:05Z")
-    assert res["guest"] == {"cpus": 2, "memory": "6G", "mem_total_kib": 6_000_000, "page_size": 4096,
-                            "clocksource": "tsc"}
+    assert res["guest"] == {"cpus": 2, "memory": "6G", "mem_total_kib": 6_000_000, "page_size": 4096, "clocksource": "tsc"}
     measurements = res["measurements"]
     assert isinstance(measurements, list) and len(measurements) == len(data.measurements)
     for m in measurements:
-        assert set(m) == {"scenario", "mechanism", "tracked_mib", "touched_pages", "writes", "vmas", "thp",
-                          "sweep_us_median", "sweep_us_min", "sweep_us_max", "first_write_ns_median", "runs"}
+        assert set(m) == {
+            "scenario",
+            "mechanism",
+            "tracked_mib",
+            "touched_pages",
+            "writes",
+            "vmas",
+            "thp",
+            "sweep_us_median",
+            "sweep_us_min",
+            "sweep_us_max",
+            "first_write_ns_median",
+            "runs",
+        }
     targets = res["targets"]
     assert isinstance(targets, list)
     for t in targets:
@@ -235,13 +304,22 @@ def test_results_json_fields() -> None:
 
 
 def test_measurements_are_grouped_by_scenario_and_configuration() -> None:
-    data = parse([META, measurement("size", "soft_dirty", [9], tracked_mib=64),
-                  measurement("touched", "touched_sweep", [1], touched_pages=16),
-                  measurement("size", "touched_sweep", [1], tracked_mib=2048),
-                  measurement("size", "touched_sweep", [1], tracked_mib=64)])
+    data = parse(
+        [
+            META,
+            measurement("size", "soft_dirty", [9], tracked_mib=64),
+            measurement("touched", "touched_sweep", [1], touched_pages=16),
+            measurement("size", "touched_sweep", [1], tracked_mib=2048),
+            measurement("size", "touched_sweep", [1], tracked_mib=64),
+        ]
+    )
     order = [(m.scenario, m.mechanism, m.tracked_mib) for m in bench.ordered(data.measurements)]
-    assert order == [("size", "touched_sweep", 64), ("size", "soft_dirty", 64),
-                     ("size", "touched_sweep", 2048), ("touched", "touched_sweep", 1024)]
+    assert order == [
+        ("size", "touched_sweep", 64),
+        ("size", "soft_dirty", 64),
+        ("size", "touched_sweep", 2048),
+        ("touched", "touched_sweep", 1024),
+    ]
 
 
 # ---------------------------------------------------------------- targets
@@ -321,8 +399,9 @@ def test_missed_targets_are_reported_not_raised() -> None:
 
 def test_missing_inputs_are_not_measured() -> None:
     records = [r for r in full_run() if r.get("mechanism") != "pagemap_scan" and r.get("scenario") != "vmas"]
-    records.append({"type": "skip", "scenario": "size", "mechanism": "pagemap_scan",
-                    "reason": "userfaultfd: Function not implemented"})
+    records.append(
+        {"type": "skip", "scenario": "size", "mechanism": "pagemap_scan", "reason": "userfaultfd: Function not implemented"}
+    )
     data = parse(records)
     scan = target(data, "faster than PAGEMAP_SCAN")
     assert (scan.met, scan.value, scan.status) == (None, None, "not measured")
@@ -338,28 +417,40 @@ def test_no_data_at_all_gives_every_target_not_measured() -> None:
 
 
 def test_thp_runs_do_not_stand_in_for_the_plain_ones() -> None:
-    records = [META, measurement("thp", "touched_sweep", [1], tracked_mib=2048, thp=True),
-               measurement("thp", "touched_sweep", [1], tracked_mib=64, thp=True)]
+    records = [
+        META,
+        measurement("thp", "touched_sweep", [1], tracked_mib=2048, thp=True),
+        measurement("thp", "touched_sweep", [1], tracked_mib=64, thp=True),
+    ]
     assert target(parse(records), "flat in tracked size").met is None
 
 
 def test_first_write_needs_the_same_configuration() -> None:
-    records = [META, measurement("first_write", "touched_sweep", [], tracked_mib=256, first_write_ns=[3000]),
-               measurement("first_write", "soft_dirty", [], tracked_mib=64, first_write_ns=[3000])]
+    records = [
+        META,
+        measurement("first_write", "touched_sweep", [], tracked_mib=256, first_write_ns=[3000]),
+        measurement("first_write", "soft_dirty", [], tracked_mib=64, first_write_ns=[3000]),
+    ]
     fw = target(parse(records), "first write")
     assert fw.met is None and "configuration" in fw.detail
 
 
 def test_first_write_counts_only_its_scenario() -> None:
     # Every measurement times first writes; only the first_write scenario's count.
-    records = [META, measurement("size", "touched_sweep", [1], first_write_ns=[9000]),
-               measurement("size", "soft_dirty", [1], first_write_ns=[1000])]
+    records = [
+        META,
+        measurement("size", "touched_sweep", [1], first_write_ns=[9000]),
+        measurement("size", "soft_dirty", [1], first_write_ns=[1000]),
+    ]
     assert target(parse(records), "first write").met is None
 
 
 def test_zero_denominator_is_not_measured() -> None:
-    records = [META, measurement("size", "touched_sweep", [0, 0, 0], tracked_mib=64),
-               measurement("size", "touched_sweep", [5], tracked_mib=2048)]
+    records = [
+        META,
+        measurement("size", "touched_sweep", [0, 0, 0], tracked_mib=64),
+        measurement("size", "touched_sweep", [5], tracked_mib=2048),
+    ]
     size = target(parse(records), "flat in tracked size")
     assert size.met is None and "no ratio" in size.detail
 
@@ -386,18 +477,20 @@ def test_write_report(tmp_path: Path, no_matplotlib: None, capsys: pytest.Captur
     assert "first write: touched_sweep / soft_dirty" in out
 
 
-def test_write_report_missed_target_still_exits_0(tmp_path: Path, no_matplotlib: None,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_report_missed_target_still_exits_0(tmp_path: Path, no_matplotlib: None, capsys: pytest.CaptureFixture[str]) -> None:
     records = full_run()
     records[-1]["bytes"] = [9_999_999] * 3
     assert bench.write_report(parse(records), INFO, tmp_path) == 0
     assert "MISSED" in capsys.readouterr().out
 
 
-def test_write_report_with_errors_writes_then_fails(tmp_path: Path, no_matplotlib: None,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    records = [*full_run(), {"type": "error", "scenario": "vmas", "mechanism": "touched_sweep",
-                             "error": "opting in: Cannot allocate memory"}]
+def test_write_report_with_errors_writes_then_fails(
+    tmp_path: Path, no_matplotlib: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [
+        *full_run(),
+        {"type": "error", "scenario": "vmas", "mechanism": "touched_sweep", "error": "opting in: Cannot allocate memory"},
+    ]
     assert bench.write_report(parse(records), INFO, tmp_path) == 1
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["errors"] == ["bench.jsonl:" + str(len(records)) + ": vmas touched_sweep: opting in: Cannot allocate memory"]
@@ -406,8 +499,7 @@ def test_write_report_with_errors_writes_then_fails(tmp_path: Path, no_matplotli
 
 
 def test_fmt_and_table() -> None:
-    assert [bench.fmt(v) for v in (None, 2048.0, 13252.4, 35.82, 1.004, 0.0123)] == \
-        ["-", "2048", "13252", "35.8", "1.00", "0.0123"]
+    assert [bench.fmt(v) for v in (None, 2048.0, 13252.4, 35.82, 1.004, 0.0123)] == ["-", "2048", "13252", "35.8", "1.00", "0.0123"]
     text = bench.table(["a", "num"], [["xyz", "1"], ["b", "100"]], [False, True])
     assert text.splitlines() == ["a    num", "---  ---", "xyz    1", "b    100"]
 
@@ -443,8 +535,7 @@ def harness_main() -> ModuleType:
     return module
 
 
-def test_report_only(tmp_path: Path, bench_dir: Path, no_matplotlib: None,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_only(tmp_path: Path, bench_dir: Path, no_matplotlib: None, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "elsewhere.jsonl"
     src.write_text(jsonl(full_run()))
     assert harness_main().main(["bench", "--report-only", str(src), "--accel", "kvm"]) == 0
@@ -465,14 +556,16 @@ def test_report_only_malformed_fails(tmp_path: Path, bench_dir: Path) -> None:
     assert not (bench_dir / "results.json").exists()
 
 
-@pytest.mark.parametrize(("argv", "passed"), [
-    ([], []),
-    (["--quick"], ["-q"]),
-    (["--runs", "5"], ["-r", "5"]),
-    (["--quick", "--runs", "3", "--", "size", "vmas"], ["-q", "-r", "3", "size", "vmas"]),
-])
-def test_bench_arguments_reach_the_program(monkeypatch: pytest.MonkeyPatch, argv: list[str],
-                                           passed: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "passed"),
+    [
+        ([], []),
+        (["--quick"], ["-q"]),
+        (["--runs", "5"], ["-r", "5"]),
+        (["--quick", "--runs", "3", "--", "size", "vmas"], ["-q", "-r", "3", "size", "vmas"]),
+    ],
+)
+def test_bench_arguments_reach_the_program(monkeypatch: pytest.MonkeyPatch, argv: list[str], passed: list[str]) -> None:
     calls: list[tuple[str, vm.RunOptions, list[str]]] = []
 
     def fake_run(flavour: str, opts: vm.RunOptions, extra: list[str]) -> int:
@@ -485,15 +578,22 @@ def test_bench_arguments_reach_the_program(monkeypatch: pytest.MonkeyPatch, argv
     assert (flavour, opts.memory, opts.cpus, opts.timeout, extra) == ("plain", "6G", 2, 3600, passed)
 
 
-@pytest.mark.parametrize(("args", "program", "binding"), [
-    ([], ["-o", f"{vm.GUEST_OUT}/bench.jsonl"], ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
-    (["-q", "-r", "5", "size", "binding"], ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-q", "-r", "5", "size"],
-     ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl", "--runs", "5"]),
-    (["-m", "touched_sweep", "vmas"], ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-m", "touched_sweep", "vmas"], None),
-    (["binding"], None, ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
-])
+@pytest.mark.parametrize(
+    ("args", "program", "binding"),
+    [
+        ([], ["-o", f"{vm.GUEST_OUT}/bench.jsonl"], ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
+        (
+            ["-q", "-r", "5", "size", "binding"],
+            ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-q", "-r", "5", "size"],
+            ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl", "--runs", "5"],
+        ),
+        (["-m", "touched_sweep", "vmas"], ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-m", "touched_sweep", "vmas"], None),
+        (["binding"], None, ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
+    ],
+)
 def test_the_guest_runs_the_program_and_the_binding_benchmark(
-        args: list[str], program: list[str] | None, binding: list[str] | None) -> None:
+    args: list[str], program: list[str] | None, binding: list[str] | None
+) -> None:
     """Scenarios go to the program that has them; both write one JSON lines file."""
     shell, flag, script = bench.guest_command(Path("/bench"), args)
     assert (shell, flag) == ("sh", "-c")
@@ -508,8 +608,10 @@ def test_the_guest_runs_the_program_and_the_binding_benchmark(
 
 def test_the_binding_target() -> None:
     records = [r for r in full_run() if r.get("scenario") != "binding"]
-    records += [measurement("binding", "touched_sweep", [10, 11, 12], touched_pages=65536),
-                measurement("binding", "pysweep", [21, 23, 25], touched_pages=65536)]
+    records += [
+        measurement("binding", "touched_sweep", [10, 11, 12], touched_pages=65536),
+        measurement("binding", "pysweep", [21, 23, 25], touched_pages=65536),
+    ]
     (target,) = [t for t in bench.evaluate_targets(parse(records)) if "binding" in t.name]
     assert target.met is False and target.value == pytest.approx(23 / 11)
 
@@ -517,8 +619,7 @@ def test_the_binding_target() -> None:
 class FakeGuest:
     """Stands in for the build and the guest boot of bench.run()."""
 
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jsonl_text: str | None,
-                 exit_code: int = 0) -> None:
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jsonl_text: str | None, exit_code: int = 0) -> None:
         self.out_dir = tmp_path / "vm-out"
         self.jsonl_text = jsonl_text
         self.exit_code = exit_code
@@ -528,20 +629,28 @@ class FakeGuest:
         monkeypatch.setattr(bench.vm, "run", self.run)
         monkeypatch.setattr(bench.vm, "report", lambda result: None)
 
-    def run(self, image: Path, cmd: list[str], opts: vm.RunOptions | None = None,
-            *, stream: bool = False) -> vm.RunResult:
+    def run(self, image: Path, cmd: list[str], opts: vm.RunOptions | None = None, *, stream: bool = False) -> vm.RunResult:
         self.commands.append(cmd)
         self.out_dir.mkdir()
         (self.out_dir / "output").write_text("size scaling\n")
         if self.jsonl_text is not None:
             (self.out_dir / "bench.jsonl").write_text(self.jsonl_text)
-        return vm.RunResult(exit_code=self.exit_code, command_status=self.exit_code, output="",
-                            console_log=self.out_dir / "console.log", out_dir=self.out_dir, splats=[],
-                            timed_out=False, accel="tcg", seconds=12.3)
+        return vm.RunResult(
+            exit_code=self.exit_code,
+            command_status=self.exit_code,
+            output="",
+            console_log=self.out_dir / "console.log",
+            out_dir=self.out_dir,
+            splats=[],
+            timed_out=False,
+            accel="tcg",
+            seconds=12.3,
+        )
 
 
-def test_run_boots_once_and_reports(tmp_path: Path, bench_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                    no_matplotlib: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_boots_once_and_reports(
+    tmp_path: Path, bench_dir: Path, monkeypatch: pytest.MonkeyPatch, no_matplotlib: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     guest = FakeGuest(tmp_path, monkeypatch, jsonl(full_run()))
     assert bench.run("plain", vm.RunOptions(memory="6G"), ["-q"]) == 0
     assert guest.commands == [bench.guest_command(tmp_path / "touched_sweep_bench", ["-q"])]
@@ -553,10 +662,15 @@ def test_run_boots_once_and_reports(tmp_path: Path, bench_dir: Path, monkeypatch
     capsys.readouterr()
 
 
-def test_run_with_errors_reports_then_fails(tmp_path: Path, bench_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                            no_matplotlib: None, capsys: pytest.CaptureFixture[str]) -> None:
-    text = jsonl([*full_run(), {"type": "error", "scenario": "size", "mechanism": "soft_dirty",
-                                "error": "benchmark child died (status 0x9)"}])
+def test_run_with_errors_reports_then_fails(
+    tmp_path: Path, bench_dir: Path, monkeypatch: pytest.MonkeyPatch, no_matplotlib: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = jsonl(
+        [
+            *full_run(),
+            {"type": "error", "scenario": "size", "mechanism": "soft_dirty", "error": "benchmark child died (status 0x9)"},
+        ]
+    )
     FakeGuest(tmp_path, monkeypatch, text, exit_code=1)
     assert bench.run("plain", vm.RunOptions(), []) == 1
     res = json.loads((bench_dir / "results.json").read_text())
@@ -588,8 +702,13 @@ def test_plots(tmp_path: Path) -> None:
 def test_plots_only_what_was_measured(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     (tmp_path / "sweep-vs-vmas.png").write_bytes(b"stale")
-    data = parse([META, measurement("thp", "touched_sweep", [1, 2], tracked_mib=64, thp=True),
-                  measurement("thp", "touched_sweep", [1, 2], tracked_mib=2048, thp=True)])
+    data = parse(
+        [
+            META,
+            measurement("thp", "touched_sweep", [1, 2], tracked_mib=64, thp=True),
+            measurement("thp", "touched_sweep", [1, 2], tracked_mib=2048, thp=True),
+        ]
+    )
     paths, _ = bench.plot(data, INFO, tmp_path)
     assert [p.name for p in paths] == ["sweep-vs-size.png"]
     assert not (tmp_path / "sweep-vs-vmas.png").exists()

@@ -35,8 +35,14 @@ class FakeBackend(Backend):
 
     name = "fake"
     guarantees = Guarantees(
-        remote=True, atomic=True, range_clear=True, reports_gone=True, reports_zaps=True,
-        follows_mremap=True, reports_new_mappings=False, cost="none",
+        remote=True,
+        atomic=True,
+        range_clear=True,
+        reports_gone=True,
+        reports_zaps=True,
+        follows_mremap=True,
+        reports_new_mappings=False,
+        cost="none",
     )
     script: ClassVar[list[list[Range] | BaseException]] = []
     calls: ClassVar[list[tuple[object, ...]]] = []
@@ -78,8 +84,9 @@ def fake() -> Iterator[type[FakeBackend]]:
 @pytest.fixture
 def target() -> Iterator[int]:
     """A process to point the CLI at."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(120)"],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True
+    )
     try:
         # Its mappings stay put once it has started.
         assert child.stdout is not None and child.stdout.readline() == "ready\n"
@@ -114,8 +121,22 @@ def test_top_level_help_explains_the_tool(capsys: pytest.CaptureFixture[str]) ->
     status, out, _ = run(capsys, "--help")
     assert status == 0
     assert out.startswith("usage: pysweep")
-    for text in ("wrote", "must be tracked", "track", "sweep", "watch", "untrack", "backends",
-                 "touched_sweep", "pagemap_scan", "soft_dirty", "auto", "examples:", "pysweep watch 1234", "exit status"):
+    for text in (
+        "wrote",
+        "must be tracked",
+        "track",
+        "sweep",
+        "watch",
+        "untrack",
+        "backends",
+        "touched_sweep",
+        "pagemap_scan",
+        "soft_dirty",
+        "auto",
+        "examples:",
+        "pysweep watch 1234",
+        "exit status",
+    ):
         assert text in out, text
 
 
@@ -231,9 +252,7 @@ def test_sweep_table(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend]
         [f"{BASE + 4 * P:#x}", f"{BASE + 5 * P:#x}", "4", "KiB", "1", "TOUCHED|OVERREPORTED"],
         [f"{BASE + 8 * P:#x}", f"{BASE + 12 * P:#x}", "16", "KiB", "4", "GONE"],
     ]
-    assert lines[6] == (
-        "total: 2 touched ranges, 3 pages (12 KiB), 1 of them overreported; 1 gone range, 4 pages (16 KiB)"
-    )
+    assert lines[6] == ("total: 2 touched ranges, 3 pages (12 KiB), 1 of them overreported; 1 gone range, 4 pages (16 KiB)")
     assert len(lines) == 7
     # An in-process backend tracks the window first, and says what that means.
     assert fake.calls == [("track", BASE, BASE + 16 * P), ("sweep", BASE, BASE + 16 * P, True)]
@@ -272,13 +291,18 @@ def test_sweep_json(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend],
     assert document["tracked"]["tracked"] == [{"start": f"{BASE:#x}", "end": f"{BASE + 16 * P:#x}", "name": ""}]
     assert document["ranges"] == [
         {"start": f"{BASE + P:#x}", "end": f"{BASE + 3 * P:#x}", "flags": ["TOUCHED"], "pages": 2, "bytes": 2 * P},
-        {"start": f"{BASE + 4 * P:#x}", "end": f"{BASE + 5 * P:#x}", "flags": ["TOUCHED", "OVERREPORTED"], "pages": 1,
-         "bytes": P},
+        {"start": f"{BASE + 4 * P:#x}", "end": f"{BASE + 5 * P:#x}", "flags": ["TOUCHED", "OVERREPORTED"], "pages": 1, "bytes": P},
         {"start": f"{BASE + 8 * P:#x}", "end": f"{BASE + 12 * P:#x}", "flags": ["GONE"], "pages": 4, "bytes": 4 * P},
     ]
     assert document["totals"] == {
-        "ranges": 3, "touched_ranges": 2, "touched_pages": 3, "touched_bytes": 3 * P,
-        "gone_ranges": 1, "gone_pages": 4, "gone_bytes": 4 * P, "overreported_pages": 1,
+        "ranges": 3,
+        "touched_ranges": 2,
+        "touched_pages": 3,
+        "touched_bytes": 3 * P,
+        "gone_ranges": 1,
+        "gone_pages": 4,
+        "gone_bytes": 4 * P,
+        "overreported_pages": 1,
     }
 
 
@@ -306,8 +330,11 @@ def test_default_window_is_the_mapped_memory(capsys: pytest.CaptureFixture[str],
     # Every writable mapping was tracked on its own; the stack and the
     # kernel's mappings were skipped, with a reason.
     tracked = [(start, end) for op, start, end, *_ in fake.calls if op == "track"]
-    writable = [(m.start, m.end) for m in cli.read_mappings(target, with_flags=True)
-                if m.writable and m.name not in ("[stack]", "[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]")]
+    writable = [
+        (m.start, m.end)
+        for m in cli.read_mappings(target, with_flags=True)
+        if m.writable and m.name not in ("[stack]", "[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]")
+    ]
     assert tracked == writable
     skipped = {entry["name"]: entry["reason"] for entry in document["tracked"]["skipped"]}
     assert "grows on faults" in skipped["[stack]"]
@@ -343,12 +370,18 @@ def test_track_report_lines_up_what_it_skipped() -> None:
     stack = cli.Mapping(0x7FFC_D2E3_2000, 0x7FFC_D2E5_3000, "rw-p", "[stack]")
     vdso = cli.Mapping(0x7F95_0D43_5000, 0x7F95_0D43_7000, "r-xp", "[vdso]")
     heap = cli.Mapping(0x5611_8847_1000, 0x5611_8849_2000, "rw-p", "[heap]")
-    libc = [cli.Mapping(0x7F95_0D00_0000 + i * 0x10_0000, 0x7F95_0D00_0000 + i * 0x10_0000 + 0x8_0000, "r-xp", "/libc.so")
-            for i in range(3)]
+    libc = [
+        cli.Mapping(0x7F95_0D00_0000 + i * 0x10_0000, 0x7F95_0D00_0000 + i * 0x10_0000 + 0x8_0000, "r-xp", "/libc.so")
+        for i in range(3)
+    ]
     report = cli.TrackReport(
-        tracked=[heap], already=1,
-        skipped=[(vdso, str(cli.skip_reason(vdso))), (stack, str(cli.skip_reason(stack))),
-                 *((m, cli.READ_ONLY_REASON) for m in libc)],
+        tracked=[heap],
+        already=1,
+        skipped=[
+            (vdso, str(cli.skip_reason(vdso))),
+            (stack, str(cli.skip_reason(stack))),
+            *((m, cli.READ_ONLY_REASON) for m in libc),
+        ],
     )
     assert report.summary() == "tracked 1 mapping (132 KiB), 1 of them tracked already; skipped 5"
     assert report.details() == [
@@ -393,8 +426,7 @@ def test_track_failures_on_single_mappings_are_skipped(
 
 def test_watch_rounds(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend], target: int) -> None:
     fake.script = [[r(0, 2)], [], [r(3, 4), r(6, 8, GONE)]]
-    status, out, err = run(capsys, "watch", target, "--backend", "fake", "--range", window(0, 8),
-                           "--rounds", 3, "--interval", 0.01)
+    status, out, err = run(capsys, "watch", target, "--backend", "fake", "--range", window(0, 8), "--rounds", 3, "--interval", 0.01)
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0] == f"pid {target}: tracked {window(0, 8)} (32 KiB)"
@@ -415,13 +447,27 @@ def test_watch_rounds(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend
 
 def test_watch_json(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend], target: int) -> None:
     fake.script = [[r(0, 2)], [r(2, 3, GONE)]]
-    status, out, _ = run(capsys, "watch", target, "--backend", "fake", "--range", window(0, 8),
-                         "--rounds", 2, "--interval", 0.01, "--json", "--no-clear")
+    status, out, _ = run(
+        capsys,
+        "watch",
+        target,
+        "--backend",
+        "fake",
+        "--range",
+        window(0, 8),
+        "--rounds",
+        2,
+        "--interval",
+        0.01,
+        "--json",
+        "--no-clear",
+    )
     assert status == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["round"] for line in lines[:2]] == [1, 2]
-    assert lines[0]["ranges"] == [{"start": f"{BASE:#x}", "end": f"{BASE + 2 * P:#x}", "flags": ["TOUCHED"], "pages": 2,
-                                   "bytes": 2 * P}]
+    assert lines[0]["ranges"] == [
+        {"start": f"{BASE:#x}", "end": f"{BASE + 2 * P:#x}", "flags": ["TOUCHED"], "pages": 2, "bytes": 2 * P}
+    ]
     assert lines[1]["totals"]["gone_ranges"] == 1
     assert lines[2]["end"] == "rounds" and lines[2]["rounds"] == 2 and lines[2]["touched_pages"] == 2
     assert len(lines) == 3
@@ -469,8 +515,12 @@ def test_watch_other_errors_fail(capsys: pytest.CaptureFixture[str], fake: type[
 def test_forcing_touched_sweep_on_the_host(capsys: pytest.CaptureFixture[str], target: int) -> None:
     if pysweep.probe().available:
         pytest.skip("this kernel has touched_sweep")
-    for argv in (["sweep", target, "--backend", "touched_sweep"], ["track", target], ["untrack", target],
-                 ["watch", target, "--backend", "touched_sweep", "--rounds", 1, "--interval", 0.01]):
+    for argv in (
+        ["sweep", target, "--backend", "touched_sweep"],
+        ["track", target],
+        ["untrack", target],
+        ["watch", target, "--backend", "touched_sweep", "--rounds", 1, "--interval", 0.01],
+    ):
         status, out, err = run(capsys, *argv)
         assert status == 1, argv
         assert out == ""
@@ -482,8 +532,14 @@ def test_forcing_touched_sweep_on_the_host(capsys: pytest.CaptureFixture[str], t
 
 def test_nonexistent_pid(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend]) -> None:
     pid = missing_pid()
-    for argv in (["sweep", pid], ["sweep", pid, "--backend", "fake"], ["track", pid], ["untrack", pid],
-                 ["watch", pid, "--rounds", 1], ["backends", pid]):
+    for argv in (
+        ["sweep", pid],
+        ["sweep", pid, "--backend", "fake"],
+        ["track", pid],
+        ["untrack", pid],
+        ["watch", pid, "--rounds", 1],
+        ["backends", pid],
+    ):
         status, out, err = run(capsys, *argv)
         assert (status, out, err) == (1, "", f"pysweep: no process with pid {pid}\n"), argv
 
@@ -557,35 +613,55 @@ def test_backends_of_the_calling_process(capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.mark.parametrize(
     ("size", "text"),
-    [(0, "0 B"), (1023, "1023 B"), (4096, "4 KiB"), (6144, "6 KiB"), (1536 * 1024, "1.5 MiB"), (1 << 30, "1 GiB"),
-     (3 << 40, "3 TiB"), (1 << 50, "1024 TiB")],
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (4096, "4 KiB"),
+        (6144, "6 KiB"),
+        (1536 * 1024, "1.5 MiB"),
+        (1 << 30, "1 GiB"),
+        (3 << 40, "3 TiB"),
+        (1 << 50, "1024 TiB"),
+    ],
 )
 def test_human_size(size: int, text: str) -> None:
     assert cli.human_size(size) == text
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1048576", 1 << 20), ("1M", 1 << 20), ("1MiB", 1 << 20), ("512k", 512 << 10), ("512KB", 512 << 10),
-    ("2G", 2 << 30), (" 4 MiB", 4 << 20), ("512B", 512), ("512b", 512),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1048576", 1 << 20),
+        ("1M", 1 << 20),
+        ("1MiB", 1 << 20),
+        ("512k", 512 << 10),
+        ("512KB", 512 << 10),
+        ("2G", 2 << 30),
+        (" 4 MiB", 4 << 20),
+        ("512B", 512),
+        ("512b", 512),
+    ],
+)
 def test_sizes_take_binary_suffixes(text: str, expected: int) -> None:
     assert cli._parse_bytes(text) == expected
     if expected % (1 << 20) == 0:
         assert cli._parse_mib(text if not text.strip().isdigit() else str(expected >> 20)) == expected >> 20
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["demo", "--size", "1.5G"], "argument --size: '1.5G' is not a positive size in MiB"),
-    (["demo", "--size", "1K"], "argument --size: '1K' is not a positive size in MiB"),
-    (["demo", "--rate", "0"], "argument --rate: '0' is not a positive number of pages a second"),
-    (["demo", "--converge-bytes", "-1"], "argument --converge-bytes: '-1' is not a positive size in bytes"),
-    (["demo", "--memory-size", "-5"], "argument --memory-size: '-5' is not a positive size in MiB"),
-    (["demo", "--size", "512B"], "argument --size: '512B' is not a positive size in MiB"),
-    (["demo", "--size", "1ib"], "argument --size: '1ib' is not a positive size in MiB"),
-    (["dump", "1", "--out", "x", "--max-rounds", "0"], "argument --max-rounds: '0' is not a positive number of rounds"),
-])
-def test_numbers_are_refused_in_their_own_words(capsys: pytest.CaptureFixture[str], argv: list[str],
-                                                message: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--size", "1.5G"], "argument --size: '1.5G' is not a positive size in MiB"),
+        (["demo", "--size", "1K"], "argument --size: '1K' is not a positive size in MiB"),
+        (["demo", "--rate", "0"], "argument --rate: '0' is not a positive number of pages a second"),
+        (["demo", "--converge-bytes", "-1"], "argument --converge-bytes: '-1' is not a positive size in bytes"),
+        (["demo", "--memory-size", "-5"], "argument --memory-size: '-5' is not a positive size in MiB"),
+        (["demo", "--size", "512B"], "argument --size: '512B' is not a positive size in MiB"),
+        (["demo", "--size", "1ib"], "argument --size: '1ib' is not a positive size in MiB"),
+        (["dump", "1", "--out", "x", "--max-rounds", "0"], "argument --max-rounds: '0' is not a positive number of rounds"),
+    ],
+)
+def test_numbers_are_refused_in_their_own_words(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     """Each option says what it wanted: sizes are not "rounds"."""
     status, _, err = run(capsys, *argv)
     assert status == 2
@@ -608,12 +684,17 @@ def test_demo_checks_the_backend_before_any_dump(capsys: pytest.CaptureFixture[s
 
 
 @pytest.mark.parametrize("bad", [[], [0x7F0000001000, 0x7F0000005000]])
-def test_verify_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: int,
-                     tmp_path: Path, bad: list[int]) -> None:
+def test_verify_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, target: int, tmp_path: Path, bad: list[int]
+) -> None:
     from pysweep import dump
 
     monkeypatch.setattr(dump, "verify", lambda image, pid: bad if (image, pid) == (tmp_path, target) else None)
     status, out, _ = run(capsys, "verify", tmp_path, target, "--json")
     assert status == (1 if bad else 0)
-    assert json.loads(out) == {"pid": target, "image": str(tmp_path), "matches": not bad,
-                               "mismatched_pages": [f"{a:#x}" for a in bad]}
+    assert json.loads(out) == {
+        "pid": target,
+        "image": str(tmp_path),
+        "matches": not bad,
+        "mismatched_pages": [f"{a:#x}" for a in bad],
+    }

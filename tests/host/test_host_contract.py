@@ -18,8 +18,16 @@ class RecordingBackend(Backend):
     """A backend that records what reaches it, to show bad input never does."""
 
     name = "recording"
-    guarantees = Guarantees(remote=True, atomic=True, range_clear=True, reports_gone=False, reports_zaps=False,
-                            follows_mremap=False, reports_new_mappings=False, cost="nothing")
+    guarantees = Guarantees(
+        remote=True,
+        atomic=True,
+        range_clear=True,
+        reports_gone=False,
+        reports_zaps=False,
+        follows_mremap=False,
+        reports_new_mappings=False,
+        cost="nothing",
+    )
 
     calls: ClassVar[list[tuple[str, int, int]]] = []
 
@@ -64,17 +72,16 @@ BAD_WINDOWS = [
 
 @pytest.mark.parametrize(("start", "end", "error", "message"), BAD_WINDOWS)
 @pytest.mark.parametrize("method", ["track", "untrack", "sweep"])
-def test_bad_windows_never_reach_a_backend(tracker: pysweep.Tracker, method: str, start: object, end: object,
-                                           error: type[Exception], message: str) -> None:
+def test_bad_windows_never_reach_a_backend(
+    tracker: pysweep.Tracker, method: str, start: object, end: object, error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         getattr(tracker, method)(start, end)
     assert RecordingBackend.calls == [] or tracker.name != "recording"
 
 
-@pytest.mark.parametrize(("max_ranges", "error"), [(0, ValueError), (-3, ValueError), (True, TypeError),
-                                                   (2.5, TypeError)])
-def test_bad_max_ranges_never_reach_a_backend(tracker: pysweep.Tracker, max_ranges: object,
-                                              error: type[Exception]) -> None:
+@pytest.mark.parametrize(("max_ranges", "error"), [(0, ValueError), (-3, ValueError), (True, TypeError), (2.5, TypeError)])
+def test_bad_max_ranges_never_reach_a_backend(tracker: pysweep.Tracker, max_ranges: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="max_ranges"):
         tracker.sweep(0, P, max_ranges=max_ranges)  # type: ignore[arg-type]
     assert RecordingBackend.calls == [] or tracker.name != "recording"

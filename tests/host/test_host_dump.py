@@ -139,8 +139,16 @@ class _StateRecordingBackend(Backend):
     """Records, at each clearing sweep, which threads of the target still run."""
 
     name = "state-recording"
-    guarantees = Guarantees(remote=True, atomic=False, range_clear=True, reports_gone=False, reports_zaps=False,
-                            follows_mremap=False, reports_new_mappings=False, cost="nothing")
+    guarantees = Guarantees(
+        remote=True,
+        atomic=False,
+        range_clear=True,
+        reports_gone=False,
+        reports_zaps=False,
+        follows_mremap=False,
+        reports_new_mappings=False,
+        cost="nothing",
+    )
     running_at_sweep: ClassVar[list[list[tuple[str, str]]]] = []
 
     def track(self, start: int, end: int) -> None:
@@ -375,8 +383,7 @@ def test_own_pages_of_a_private_file_mapping(tmp_path: Path) -> None:
     base = ctypes.addressof(ctypes.c_char.from_buffer(area))
     assert area[0] == 0 and area[2 * PAGE_SIZE] == 0  # read: the file's pages, mapped
     area[PAGE_SIZE + 5] = 1  # written: a copy of its own
-    assert dump.own_pages(os.getpid(), Spans.of(base, base + 4 * PAGE_SIZE)) == Spans.of(base + PAGE_SIZE,
-                                                                                          base + 2 * PAGE_SIZE)
+    assert dump.own_pages(os.getpid(), Spans.of(base, base + 4 * PAGE_SIZE)) == Spans.of(base + PAGE_SIZE, base + 2 * PAGE_SIZE)
     (m,) = [m for m in read_maps(os.getpid()) if m.start == base]
     assert m.file_private and m.path == str(path) and m.offset == 0 and dumpable_reason(m) is None
 
@@ -386,8 +393,16 @@ class _NoMarksBackend(Backend):
     nothing after round 0: no marks and no GONE ranges."""
 
     name = "test-no-marks"
-    guarantees = Guarantees(remote=True, atomic=True, range_clear=True, reports_gone=False, reports_zaps=False,
-                            follows_mremap=False, reports_new_mappings=True, cost="none")
+    guarantees = Guarantees(
+        remote=True,
+        atomic=True,
+        range_clear=True,
+        reports_gone=False,
+        reports_zaps=False,
+        follows_mremap=False,
+        reports_new_mappings=True,
+        cost="none",
+    )
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -435,15 +450,15 @@ sys.stdin.readline()
 
 
 @pytest.mark.parametrize("change", ["truncate", "grow", "move"])
-def test_layout_changes_no_mark_reports_leave_the_image_exact(tmp_path: Path, change: str,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_layout_changes_no_mark_reports_leave_the_image_exact(tmp_path: Path, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """truncate: a page the process owned is gone with the file's end; grow: an anonymous mapping grows over
     a private file mapping's old range; move: a private file mapping is moved onto an anonymous one the image
     holds as zeros.  None of them marks a page; the frozen round must still get the layout right."""
     data = tmp_path / "data"
     data.write_bytes(b"F" * 4 * PAGE_SIZE)
-    proc = subprocess.Popen([sys.executable, "-c", LAYOUT_TARGET, str(data), change], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAYOUT_TARGET, str(data), change], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdin is not None and proc.stdout is not None
     register_backend(_NoMarksBackend.name, _NoMarksBackend)
     try:
@@ -510,8 +525,9 @@ def test_dumper_memory_stays_bounded_as_the_image_streams_to_disk(tmp_path: Path
 
     proc = workload.start(192, 1000)
     try:
-        out = subprocess.run([sys.executable, "-c", _BOUNDED_DUMPER, str(proc.pid), str(tmp_path)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _BOUNDED_DUMPER, str(proc.pid), str(tmp_path)], capture_output=True, text=True, check=True
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -537,8 +553,7 @@ def test_frozen_round_of_shared_memory_stays_bounded(tmp_path: Path) -> None:
     frozen round; past DEFER_MAX those copies go to disk during the freeze
     instead of waiting in memory (256 MiB of shared memory: 300+ MiB peak
     before)."""
-    proc = subprocess.Popen([sys.executable, "-c", _SHARED_TARGET, "256"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _SHARED_TARGET, "256"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     # Its sweeps report a page of the shared mapping, which the frozen
@@ -546,10 +561,12 @@ def test_frozen_round_of_shared_memory_stays_bounded(tmp_path: Path) -> None:
     dumper = _BOUNDED_DUMPER.replace("reports_zaps=True", "reports_zaps=False").replace(
         "return SweepResult((), end)",
         "m = next(m for m in dump.read_maps(self.pid) if m.shared); "
-        "return SweepResult._from_spans(((m.start + 4096, m.start + 8192),), end)")
+        "return SweepResult._from_spans(((m.start + 4096, m.start + 8192),), end)",
+    )
     try:
-        out = subprocess.run([sys.executable, "-c", dumper, str(proc.pid), str(tmp_path)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", dumper, str(proc.pid), str(tmp_path)], capture_output=True, text=True, check=True
+        )
     finally:
         proc.kill()
         proc.wait()

@@ -84,8 +84,12 @@ def test_sweep_error_has_an_integer_pid_and_pickles_with_it() -> None:
 
 @pytest.mark.parametrize("cls", [pysweep.BackendError, pysweep.BackendUnavailableError])
 def test_backend_errors_are_public_and_pickle(cls: type[pysweep.SweepError]) -> None:
-    error = cls(errno.EIO, "reading /proc/7/pagemap: Input/output error", backend="soft_dirty",  # type: ignore[call-arg]
-                **({"target": "pid 7"} if cls is pysweep.BackendError else {}))
+    error = cls(
+        errno.EIO,
+        "reading /proc/7/pagemap: Input/output error",
+        backend="soft_dirty",  # type: ignore[call-arg]
+        **({"target": "pid 7"} if cls is pysweep.BackendError else {}),
+    )
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is cls
     assert str(copy) == str(error) == "soft_dirty backend: reading /proc/7/pagemap: Input/output error"

@@ -34,8 +34,18 @@ def run_under_filter(errno_name: str, code: str) -> subprocess.CompletedProcess[
     """Run ``code`` in a fresh interpreter where syscall 463 answers ``errno_name``."""
     prologue = f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(TESTS)!r}]\n"
     return subprocess.run(
-        [sys.executable, str(SECCOMP), "--nr", str(pysweep.NR_TOUCHED_SWEEP), "--errno", errno_name, "--",
-         sys.executable, "-c", prologue + textwrap.dedent(code)],
+        [
+            sys.executable,
+            str(SECCOMP),
+            "--nr",
+            str(pysweep.NR_TOUCHED_SWEEP),
+            "--errno",
+            errno_name,
+            "--",
+            sys.executable,
+            "-c",
+            prologue + textwrap.dedent(code),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

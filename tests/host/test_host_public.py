@@ -22,8 +22,7 @@ def test_version_matches_the_project_metadata() -> None:
 
 
 def test_cli_prints_its_version() -> None:
-    done = subprocess.run([sys.executable, "-m", "pysweep", "--version"], capture_output=True, text=True, cwd=REPO,
-                          check=False)
+    done = subprocess.run([sys.executable, "-m", "pysweep", "--version"], capture_output=True, text=True, cwd=REPO, check=False)
     assert done.returncode == 0
     assert done.stdout == f"pysweep {pysweep.__version__}\n"
 
@@ -73,8 +72,7 @@ def test_a_tree_without_its_extensions_says_what_to_do(tmp_path: Path) -> None:
 
     copy = tmp_path / "pysweep"
     shutil.copytree(REPO / "pysweep", copy, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-    done = subprocess.run([sys.executable, "-c", "import pysweep"], cwd=tmp_path, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run([sys.executable, "-c", "import pysweep"], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert done.returncode == 1
     assert f"pysweep._native is not built in {copy}." in done.stderr
     assert "pip install -e ." in done.stderr and "apt install gcc python3-dev" in done.stderr
@@ -98,9 +96,20 @@ def test_the_wheel_is_abi3_and_carries_the_metadata(tmp_path: Path) -> None:
     import zipfile
 
     done = subprocess.run(
-        [sys.executable, "setup.py", "-q", "bdist_wheel", "--dist-dir", str(tmp_path / "dist"),
-         "--bdist-dir", str(tmp_path / "bdist")],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "setup.py",
+            "-q",
+            "bdist_wheel",
+            "--dist-dir",
+            str(tmp_path / "dist"),
+            "--bdist-dir",
+            str(tmp_path / "bdist"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     (wheel,) = (tmp_path / "dist").glob("*.whl")

@@ -58,8 +58,7 @@ def test_entries_and_ranges_make_the_same_value(ranges: list[Range]) -> None:
     assert built != SweepResult(ranges, WALK_END + P)
     if ranges:
         assert built != SweepResult(ranges[1:], WALK_END)
-        assert built != SweepResult([*ranges[:-1], attrs.evolve(ranges[-1], flags=ranges[-1].flags ^ RangeFlag.TOUCHED)],
-                                    WALK_END)
+        assert built != SweepResult([*ranges[:-1], attrs.evolve(ranges[-1], flags=ranges[-1].flags ^ RangeFlag.TOUCHED)], WALK_END)
 
 
 @given(layouts())
@@ -274,9 +273,7 @@ def test_pagemap_regions_are_joined_within_and_across_calls() -> None:
     pagemap_scan._append_written(entries, regions((0, P), (2 * P, 3 * P)), 2)
     pagemap_scan._append_written(entries, regions((3 * P, 4 * P), (4 * P, 6 * P), (7 * P, 8 * P)), 3)
     pagemap_scan._append_written(entries, regions((9 * P, 10 * P)), 1)
-    assert list(SweepResult._from_entries(entries, 16 * P)) == [
-        (0, P, T), (2 * P, 6 * P, T), (7 * P, 8 * P, T), (9 * P, 10 * P, T)
-    ]
+    assert list(SweepResult._from_entries(entries, 16 * P)) == [(0, P, T), (2 * P, 6 * P, T), (7 * P, 8 * P, T), (9 * P, 10 * P, T)]
 
 
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 3)), max_size=12), st.integers(1, 4))

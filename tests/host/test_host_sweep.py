@@ -42,8 +42,18 @@ class StandInKernel:
         self.stop_at_next = stop_at_next
         self.calls: list[dict[str, int]] = []
 
-    def __call__(self, pidfd: int, *, op: int, flags: int = 0, start: int = 0, end: int = 0,
-                 vec: int = 0, vec_len: int = 0, target: str | None = None) -> tuple[int, int]:
+    def __call__(
+        self,
+        pidfd: int,
+        *,
+        op: int,
+        flags: int = 0,
+        start: int = 0,
+        end: int = 0,
+        vec: int = 0,
+        vec_len: int = 0,
+        target: str | None = None,
+    ) -> tuple[int, int]:
         self.calls.append({"op": op, "flags": flags, "start": start, "end": end, "vec_len": vec_len})
         if op != Op.SWEEP:
             return 0, 0
@@ -164,8 +174,9 @@ def test_a_kernel_that_makes_no_progress_is_reported(monkeypatch: pytest.MonkeyP
 @pytest.mark.usefixtures("available")
 def test_kernel_errors_pass_through(monkeypatch: pytest.MonkeyPatch, self_target: pysweep.Target) -> None:
     def refuse(pidfd: int, **fields: int) -> tuple[int, int]:
-        raise _syscall.error_for(errno.EPERM, op=fields["op"], start=fields["start"], end=fields["end"],
-                                 target=str(fields["target"]))
+        raise _syscall.error_for(
+            errno.EPERM, op=fields["op"], start=fields["start"], end=fields["end"], target=str(fields["target"])
+        )
 
     monkeypatch.setattr(pysweep, "call", refuse)
     with pytest.raises(PermissionError, match=rf"^touched_sweep\(SWEEP, 0x0-0x2000\) on pid {os.getpid()}: "):

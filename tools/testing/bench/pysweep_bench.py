@@ -129,8 +129,9 @@ class StandIn:
 def host(count: int, runs: int) -> dict[str, float]:
     vec = filled(count)
     window_end = BASE + 2 * count * PAGE_SIZE
-    expected = pysweep.SweepResult._from_spans(((BASE + 2 * i * PAGE_SIZE, BASE + (2 * i + 1) * PAGE_SIZE)
-                                                for i in range(count)), window_end)
+    expected = pysweep.SweepResult._from_spans(
+        ((BASE + 2 * i * PAGE_SIZE, BASE + (2 * i + 1) * PAGE_SIZE) for i in range(count)), window_end
+    )
     found: dict[str, float] = {}
 
     found["per-object"] = median_us(lambda: old_build(vec, count, window_end), max(3, runs // 4))
@@ -146,23 +147,24 @@ def host(count: int, runs: int) -> dict[str, float]:
     # Target.sweep() around the stand-in, as Tracker.sweep() runs it.
     stand_in = StandIn(vec, count, window_end)
     scratch = ffi.new("struct touched_range[]", count)
-    found["stand-in copy"] = median_us(lambda: stand_in(0, op=Op.SWEEP, start=BASE, vec=int(ffi.cast("uintptr_t", scratch)),
-                                                        vec_len=count), runs)
+    found["stand-in copy"] = median_us(
+        lambda: stand_in(0, op=Op.SWEEP, start=BASE, vec=int(ffi.cast("uintptr_t", scratch)), vec_len=count), runs
+    )
     _syscall._probe_result = _syscall.ProbeResult(True, True, 0, "stand-in", os.uname().release)
     # Target.sweep() issues the call through the package's name for it.
     vars(pysweep)["call"] = stand_in
     with pysweep.Target.from_pid(os.getpid()) as target:
         for batch in (count, DEFAULT_BATCH):
             assert target.sweep(BASE, window_end, batch=batch) == expected
-            found[f"Target.sweep, batch {batch}"] = median_us(
-                lambda batch=batch: target.sweep(BASE, window_end, batch=batch), runs)  # type: ignore[misc]
+            found[f"Target.sweep, batch {batch}"] = median_us(lambda batch=batch: target.sweep(BASE, window_end, batch=batch), runs)  # type: ignore[misc]
     found["len()"] = median_us(lambda: len(expected), runs)
     found[".pages"] = median_us(lambda: expected.pages, runs)
     found["iterate (start, end, flags)"] = median_us(lambda: sum(1 for _ in expected), runs)
     found[".spans()"] = median_us(lambda: list(expected.spans()), runs)
     found[".select(lacking=GONE)"] = median_us(lambda: expected.select(lacking=RangeFlag.GONE), runs)
-    found[".ranges (first use)"] = median_us(lambda: pysweep.SweepResult._from_entries(expected._entries, window_end).ranges,
-                                             max(3, runs // 4))
+    found[".ranges (first use)"] = median_us(
+        lambda: pysweep.SweepResult._from_entries(expected._entries, window_end).ranges, max(3, runs // 4)
+    )
     return found
 
 
@@ -244,9 +246,15 @@ def bench_records(count: int) -> list[dict[str, object]]:
     as pysweep."""
     return [
         {
-            "type": "measurement", "scenario": "binding", "mechanism": mechanism,
-            "tracked_mib": round(2 * count * PAGE_SIZE / (1 << 20), 3), "touched_pages": count, "writes": count,
-            "vmas": 1, "thp": False, "sweep_us": [round(us, 3) for us in clearing_samples[name]],
+            "type": "measurement",
+            "scenario": "binding",
+            "mechanism": mechanism,
+            "tracked_mib": round(2 * count * PAGE_SIZE / (1 << 20), 3),
+            "touched_pages": count,
+            "writes": count,
+            "vmas": 1,
+            "thp": False,
+            "sweep_us": [round(us, 3) for us in clearing_samples[name]],
             "first_write_ns": [],
         }
         for mechanism, name in (("touched_sweep", "bare clear"), ("pysweep", "Tracker.sweep clear"))
@@ -259,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranges", type=int, default=RANGES, help="single-page ranges swept (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=21, help="repetitions (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    parser.add_argument("--jsonl", type=Path, metavar="FILE",
-                        help="guest: also append the clearing sweeps to FILE as the benchmark's JSON lines")
+    parser.add_argument(
+        "--jsonl", type=Path, metavar="FILE", help="guest: also append the clearing sweeps to FILE as the benchmark's JSON lines"
+    )
     args = parser.parse_args(argv)
     if args.jsonl and args.where != "guest":
         parser.error("--jsonl goes with guest")

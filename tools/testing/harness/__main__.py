@@ -23,24 +23,23 @@ from common import BUILD, StepFailed, fail, show, stage
 
 
 def _flavour_arg(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--flavour", choices=sorted(kbuild.FLAVOURS),
-                   default=default,
-                   help="plain: the benchmark kernel; debug: adds KASAN, "
-                        "lockdep, DEBUG_VM and DEBUG_ATOMIC_SLEEP "
-                        f"(default: {default})")
+    p.add_argument(
+        "--flavour",
+        choices=sorted(kbuild.FLAVOURS),
+        default=default,
+        help=f"plain: the benchmark kernel; debug: adds KASAN, lockdep, DEBUG_VM and DEBUG_ATOMIC_SLEEP (default: {default})",
+    )
 
 
 def record_mm_baseline(args: argparse.Namespace) -> int:
     image = kbuild.build_kernel("vanilla")
-    mm_dir = mmselftests.build(kbuild.VANILLA_TREE,
-                               kbuild.headers_dir("vanilla"))
+    mm_dir = mmselftests.build(kbuild.VANILLA_TREE, kbuild.headers_dir("vanilla"))
     opts = vm.options_from_args(args)
     opts.env["HARNESS_MM_SELFTESTS"] = str(mm_dir)
     runs = []
     for n in range(1, args.runs + 1):
         stage(f"upstream mm selftests on the unpatched kernel, run {n}")
-        result = vm.run(image, [str(mmselftests.GUEST_SCRIPT)], opts,
-                        stream=True)
+        result = vm.run(image, [str(mmselftests.GUEST_SCRIPT)], opts, stream=True)
         vm.report(result)
         if result.exit_code != 0:
             return result.exit_code
@@ -53,118 +52,120 @@ def record_mm_baseline(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="harness",
-        description="Build the touched_sweep kernel and test it in QEMU.")
+    parser = argparse.ArgumentParser(prog="harness", description="Build the touched_sweep kernel and test it in QEMU.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("kernel", help="build the patched guest kernel")
     _flavour_arg(p, "plain")
-    p.add_argument("--selftests", action="store_true",
-                   help="also build the kselftests")
+    p.add_argument("--selftests", action="store_true", help="also build the kselftests")
 
     p = sub.add_parser(
-        "run", help="boot the kernel and run one command in the guest",
+        "run",
+        help="boot the kernel and run one command in the guest",
         description="Boot the kernel (building it if needed) and run COMMAND "
-                    "as root in the guest, from the repository directory. "
-                    "The guest's / is the host's, read-only; /tmp is a "
-                    "tmpfs; $HARNESS_OUT is a writable directory that comes "
-                    "back to the host.  The exit status is the command's, or "
-                    "1 if the kernel reported a problem on the console.")
+        "as root in the guest, from the repository directory. "
+        "The guest's / is the host's, read-only; /tmp is a "
+        "tmpfs; $HARNESS_OUT is a writable directory that comes "
+        "back to the host.  The exit status is the command's, or "
+        "1 if the kernel reported a problem on the console.",
+    )
     _flavour_arg(p, "debug")
     vm.add_run_arguments(p)
-    p.add_argument("cmd", nargs=argparse.REMAINDER,
-                   help="command to run after --")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command to run after --")
 
-    p = sub.add_parser("test", help="the whole suite: host tests, then one "
-                                    "guest boot with the selftests and the "
-                                    "guest Python tests")
+    p = sub.add_parser(
+        "test", help="the whole suite: host tests, then one guest boot with the selftests and the guest Python tests"
+    )
     _flavour_arg(p, "debug")
     vm.add_run_arguments(p)
 
-    sub.add_parser("lint", help="ruff and mypy over the Python code (part "
-                                "of 'test')")
+    sub.add_parser("lint", help="ruff and mypy over the Python code (part of 'test')")
 
     p = sub.add_parser(
         "mm-baseline",
-        help="record the upstream mm selftest results of the unpatched "
-             "debug kernel, which 'harness test' compares against",
+        help="record the upstream mm selftest results of the unpatched debug kernel, which 'harness test' compares against",
         description="Build the unpatched ('vanilla') debug kernel, run the "
-                    "upstream mm selftests in it RUNS times, and write the "
-                    f"cases that passed every time to {mmselftests.BASELINE}.")
-    p.add_argument("--runs", type=int, default=2,
-                   help="boots to run (default: %(default)s)")
+        "upstream mm selftests in it RUNS times, and write the "
+        f"cases that passed every time to {mmselftests.BASELINE}.",
+    )
+    p.add_argument("--runs", type=int, default=2, help="boots to run (default: %(default)s)")
     vm.add_run_arguments(p)
 
     p = sub.add_parser(
-        "bench", help="benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty",
+        "bench",
+        help="benchmark touched_sweep against PAGEMAP_SCAN and soft-dirty",
         description="Build the kernel and the benchmark "
-                    f"({show(bench.SOURCE)}), boot the kernel once to "
-                    "run it, then write build/bench/results.json, the PNG plots and a "
-                    "table with the targets.  A missed target is reported, not an error: "
-                    "the exit status is non-zero only if the run or the benchmark failed.",
+        f"({show(bench.SOURCE)}), boot the kernel once to "
+        "run it, then write build/bench/results.json, the PNG plots and a "
+        "table with the targets.  A missed target is reported, not an error: "
+        "the exit status is non-zero only if the run or the benchmark failed.",
         epilog="Arguments after -- go to the benchmark program as they are; scenario "
-               "names (size, clustered, touched, vmas, first_write, memory, thp, threads, and binding, "
-               "which pysweep_bench.py measures) run only those, "
-               "e.g. 'harness bench --quick -- size vmas'.  Through make: "
-               "make bench HARNESS_ARGS='--quick -- size vmas'.")
+        "names (size, clustered, touched, vmas, first_write, memory, thp, threads, and binding, "
+        "which pysweep_bench.py measures) run only those, "
+        "e.g. 'harness bench --quick -- size vmas'.  Through make: "
+        "make bench HARNESS_ARGS='--quick -- size vmas'.",
+    )
     _flavour_arg(p, "plain")
     vm.add_run_arguments(p)
     p.set_defaults(memory=bench.MEMORY, timeout=bench.TIMEOUT)
-    p.add_argument("--runs", type=int, metavar="N",
-                   help="repetitions of each measurement (the benchmark's -r; "
-                        "default: its own)")
-    p.add_argument("--quick", action="store_true",
-                   help="fewer and smaller steps, to check that the benchmark works "
-                        "(the benchmark's -q)")
-    p.add_argument("--report-only", type=Path, metavar="JSONL",
-                   help="boot nothing: re-make the results, plots and table from "
-                        f"JSONL (e.g. {show(bench.RAW_JSONL)}); "
-                        "the accelerator, date and guest size come from the "
-                        "run.json beside it if there is one; --accel tcg|kvm "
-                        "names the accelerator")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER,
-                   help="further options for the benchmark program, after --")
+    p.add_argument("--runs", type=int, metavar="N", help="repetitions of each measurement (the benchmark's -r; default: its own)")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer and smaller steps, to check that the benchmark works (the benchmark's -q)"
+    )
+    p.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="JSONL",
+        help="boot nothing: re-make the results, plots and table from "
+        f"JSONL (e.g. {show(bench.RAW_JSONL)}); "
+        "the accelerator, date and guest size come from the "
+        "run.json beside it if there is one; --accel tcg|kvm "
+        "names the accelerator",
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="further options for the benchmark program, after --")
 
     p = sub.add_parser(
-        "soak", help="the reliability tests at length on the debug kernel",
+        "soak",
+        help="the reliability tests at length on the debug kernel",
         description="Boot the debug kernel once and run the lost-write stress "
-                    "for --duration seconds, the fuzzer for --fuzz-calls calls "
-                    "and the fault-injection test.  TAP logs go to "
-                    f"{soak.RESULTS.relative_to(BUILD.parent)}/.  Any failure or "
-                    "kernel splat fails the soak.  The guest timeout follows "
-                    "from the duration unless --timeout is given.")
+        "for --duration seconds, the fuzzer for --fuzz-calls calls "
+        "and the fault-injection test.  TAP logs go to "
+        f"{soak.RESULTS.relative_to(BUILD.parent)}/.  Any failure or "
+        "kernel splat fails the soak.  The guest timeout follows "
+        "from the duration unless --timeout is given.",
+    )
     vm.add_run_arguments(p)
     p.set_defaults(timeout=0.0)
     soak.add_arguments(p)
 
     p = sub.add_parser(
-        "patches", help="write the upstream patch series into build/patches",
+        "patches",
+        help="write the upstream patch series into build/patches",
         description="Rebuild the change as a series against Linux 6.12 "
-                    "(kernel/patches plus the new files, each added by the "
-                    "patch kernel/patches/new-files names), write it with a "
-                    f"cover letter into {series.OUT.relative_to(BUILD.parent)}/ "
-                    "and run checkpatch.pl --strict on every patch.  Fails if a "
-                    "patch does not apply in order, or checkpatch reports an "
-                    "error, a warning or a check that "
-                    "kernel/patches/checkpatch-checks does not justify.")
+        "(kernel/patches plus the new files, each added by the "
+        "patch kernel/patches/new-files names), write it with a "
+        f"cover letter into {series.OUT.relative_to(BUILD.parent)}/ "
+        "and run checkpatch.pl --strict on every patch.  Fails if a "
+        "patch does not apply in order, or checkpatch reports an "
+        "error, a warning or a check that "
+        "kernel/patches/checkpatch-checks does not justify.",
+    )
 
     p = sub.add_parser(
-        "check-patches", help="make patches, then apply and build the series "
-                              "one patch at a time, and cross-build arm64",
+        "check-patches",
+        help="make patches, then apply and build the series one patch at a time, and cross-build arm64",
         description="Write the series as 'patches' does, apply it one patch "
-                    "at a time to a fresh 6.12 tree and build the kernel "
-                    "(and W=1 the new files) after each patch; build the "
-                    "selftests and check the documentation (kernel-doc, "
-                    "Sphinx) once the series adds them; cross-build the "
-                    "result for arm64 and boot it in qemu-system-aarch64 to "
-                    "run the selftests.  Compiler warnings count as "
-                    "failures.  Results: "
-                    f"{series.CHECK_RESULTS.relative_to(BUILD.parent)}.")
-    p.add_argument("--no-arm64", dest="arm64", action="store_false",
-                   help="skip the arm64 cross-build and boot")
-    p.add_argument("--no-boot", dest="boot", action="store_false",
-                   help="cross-build arm64 but do not boot it")
+        "at a time to a fresh 6.12 tree and build the kernel "
+        "(and W=1 the new files) after each patch; build the "
+        "selftests and check the documentation (kernel-doc, "
+        "Sphinx) once the series adds them; cross-build the "
+        "result for arm64 and boot it in qemu-system-aarch64 to "
+        "run the selftests.  Compiler warnings count as "
+        "failures.  Results: "
+        f"{series.CHECK_RESULTS.relative_to(BUILD.parent)}.",
+    )
+    p.add_argument("--no-arm64", dest="arm64", action="store_false", help="skip the arm64 cross-build and boot")
+    p.add_argument("--no-boot", dest="boot", action="store_false", help="cross-build arm64 but do not boot it")
 
     p = sub.add_parser("probe-kvm", help="say whether KVM really works here")
 
@@ -180,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             if not cmd:
                 parser.error("run: give a command after --")
             image = kbuild.build_kernel(args.flavour)
-            result = vm.run(image, cmd, vm.options_from_args(args),
-                            stream=True)
+            result = vm.run(image, cmd, vm.options_from_args(args), stream=True)
             vm.report(result)
             return result.exit_code
         if args.command == "test":

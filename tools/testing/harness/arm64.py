@@ -49,8 +49,7 @@ CONSOLE_LOG_NAME = "arm64-console"
 
 CROSS_COMPILE = "aarch64-linux-gnu-"
 QEMU = "qemu-system-aarch64"
-SELFTESTS = ("touched_sweep_test", "touched_sweep_core_test",
-             "touched_sweep_fault_test", "touched_sweep_stress")
+SELFTESTS = ("touched_sweep_test", "touched_sweep_core_test", "touched_sweep_fault_test", "touched_sweep_stress")
 
 # Under TCG, max runs the selftests as fast as cortex-a72 (the kernel has no
 # pointer authentication; for user space the cheaper implementation-defined
@@ -90,8 +89,7 @@ class TestResult:
     def ok(self) -> bool:
         # A skip in the patched guest means the kernel or the guest lacks
         # something the test needs: as in `harness test`, it fails the run.
-        return (self.status == "exit:0" and self.counts.ok
-                and not self.counts.skipped)
+        return self.status == "exit:0" and self.counts.ok and not self.counts.skipped
 
 
 @dataclass
@@ -108,8 +106,7 @@ class BootResult:
 
     @property
     def ok(self) -> bool:
-        return (self.finished and not self.timed_out and not self.splats
-                and all(t.ok for t in self.tests))
+        return self.finished and not self.timed_out and not self.splats and all(t.ok for t in self.tests)
 
     def problems(self) -> list[str]:
         """Why the run failed, one reason a line; empty if it did not."""
@@ -128,17 +125,17 @@ class BootResult:
             elif t.status != "exit:0":
                 why.append(f"{t.name} ended with {t.status}")
             else:
-                why.append(f"{t.name}: {t.counts.failed} failed, "
-                           f"{t.counts.skipped} skipped"
-                           + (f" ({t.counts.note})" if t.counts.note else ""))
+                why.append(
+                    f"{t.name}: {t.counts.failed} failed, "
+                    f"{t.counts.skipped} skipped" + (f" ({t.counts.note})" if t.counts.note else "")
+                )
         return why
 
 
 def _cc() -> str:
     gcc = f"{CROSS_COMPILE}gcc"
     if not shutil.which(gcc):
-        raise StepFailed(f"{gcc} not found (tools/testing/harness/install-deps "
-                         "--patches installs gcc-aarch64-linux-gnu)")
+        raise StepFailed(f"{gcc} not found (tools/testing/harness/install-deps --patches installs gcc-aarch64-linux-gnu)")
     return f"ccache {gcc}" if shutil.which("ccache") else gcc
 
 
@@ -162,8 +159,7 @@ def fragments(tree: Path, extra: Sequence[Path] = ()) -> list[Path]:
 
 def configure(tree: Path, obj: Path, extra: Sequence[Path] = ()) -> None:
     """tinyconfig plus the fragments, redone only when an input changed."""
-    kbuild.configure_tree(tree, obj, fragments(tree, extra), "arm64",
-                          _make_vars())
+    kbuild.configure_tree(tree, obj, fragments(tree, extra), "arm64", _make_vars())
 
 
 def build_arm64(tree: Path, obj: Path, extra_fragments: Sequence[Path] = ()) -> Path:
@@ -179,15 +175,17 @@ def build_arm64(tree: Path, obj: Path, extra_fragments: Sequence[Path] = ()) -> 
     log = log_path("arm64-kernel")
     stage(f"building the arm64 kernel (log: {show(log)})")
     try:
-        run_logged("arm64 kernel build",
-                   [*_make(tree, obj), f"-j{kbuild._jobs()}", "Image"], log,
-                   env=kbuild.BUILD_ENV, excerpt=kbuild.BUILD_ERRORS)
+        run_logged(
+            "arm64 kernel build",
+            [*_make(tree, obj), f"-j{kbuild._jobs()}", "Image"],
+            log,
+            env=kbuild.BUILD_ENV,
+            excerpt=kbuild.BUILD_ERRORS,
+        )
     except StepFailed as e:
         raise StepFailed(kbuild._repo_paths(str(e))) from None
-    run_logged("installing the arm64 uapi headers",
-               [*_make(tree, obj), "headers"], log_path("arm64-headers"))
-    stage(f"arm64 kernel ready: {show(image)}"
-          + (" (unchanged)" if before == image.stat().st_mtime else ""))
+    run_logged("installing the arm64 uapi headers", [*_make(tree, obj), "headers"], log_path("arm64-headers"))
+    stage(f"arm64 kernel ready: {show(image)}" + (" (unchanged)" if before == image.stat().st_mtime else ""))
     return image
 
 
@@ -208,7 +206,7 @@ def check_static_aarch64(path: Path) -> None:
     phnum = int.from_bytes(data[56:58], "little")
     for i in range(phnum):
         off = phoff + i * phentsize
-        if int.from_bytes(data[off:off + 4], "little") == PT_INTERP:
+        if int.from_bytes(data[off : off + 4], "little") == PT_INTERP:
             raise StepFailed(f"{show(path)} is dynamically linked")
 
 
@@ -221,22 +219,26 @@ def build_arm64_selftests(tree: Path, obj: Path, out: Path) -> list[Path]:
     stage("cross-compiling the touched_sweep kselftests for arm64")
     headers = obj / "usr" / "include"
     if not (headers / "linux" / "touched_sweep.h").exists():
-        raise StepFailed(f"{headers} has no linux/touched_sweep.h: "
-                         "build the arm64 kernel first")
+        raise StepFailed(f"{headers} has no linux/touched_sweep.h: build the arm64 kernel first")
     out.mkdir(parents=True, exist_ok=True)
-    make = ["make", "-C", str(tree / kbuild.SELFTEST_DIR), f"OUTPUT={out}",
-            "ARCH=arm64", f"CROSS_COMPILE={CROSS_COMPILE}",
-            f"CC={CROSS_COMPILE}gcc", "LDFLAGS=-static",
-            f"KHDR_INCLUDES=-isystem {headers}"]
+    make = [
+        "make",
+        "-C",
+        str(tree / kbuild.SELFTEST_DIR),
+        f"OUTPUT={out}",
+        "ARCH=arm64",
+        f"CROSS_COMPILE={CROSS_COMPILE}",
+        f"CC={CROSS_COMPILE}gcc",
+        "LDFLAGS=-static",
+        f"KHDR_INCLUDES=-isystem {headers}",
+    ]
     # The selftest Makefile does not know that the programs depend on the
     # installed ABI header: rebuild them all when it or the command changes.
-    key = kbuild._sha((headers / "linux" / "touched_sweep.h").read_bytes()
-                      + " ".join(make).encode())
+    key = kbuild._sha((headers / "linux" / "touched_sweep.h").read_bytes() + " ".join(make).encode())
     stamp = out / ".harness-headers"
     if not stamp.exists() or stamp.read_text() != key:
         make.append("-B")
-    run_logged("arm64 selftest build", make, log_path("arm64-selftests"),
-               excerpt=kbuild.BUILD_ERRORS)
+    run_logged("arm64 selftest build", make, log_path("arm64-selftests"), excerpt=kbuild.BUILD_ERRORS)
     stamp.write_text(key)
     programs = [out / name for name in SELFTESTS]
     for program in programs:
@@ -250,16 +252,17 @@ def build_init(out: Path) -> Path:
     """Cross-compile the guest's init, static; it is small, so always."""
     out.mkdir(parents=True, exist_ok=True)
     init = out / "init"
-    run_logged("arm64 init build",
-               [f"{CROSS_COMPILE}gcc", "-static", "-O2", "-Wall", "-Wextra",
-                "-o", init, INIT_SOURCE],
-               log_path("arm64-init"), excerpt=kbuild.BUILD_ERRORS)
+    run_logged(
+        "arm64 init build",
+        [f"{CROSS_COMPILE}gcc", "-static", "-O2", "-Wall", "-Wextra", "-o", init, INIT_SOURCE],
+        log_path("arm64-init"),
+        excerpt=kbuild.BUILD_ERRORS,
+    )
     check_static_aarch64(init)
     return init
 
 
-def _cpio_entry(name: str, mode: int, ino: int, data: bytes = b"",
-                rdev: tuple[int, int] = (0, 0)) -> bytes:
+def _cpio_entry(name: str, mode: int, ino: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> bytes:
     """One member of a cpio archive in the "newc" format the kernel reads.
 
     Owner root and mtime 0, whoever builds it, so the archive depends
@@ -267,8 +270,7 @@ def _cpio_entry(name: str, mode: int, ino: int, data: bytes = b"",
     """
     namez = name.encode() + b"\0"
     nlink = 2 if mode & 0o170000 == 0o040000 else 1
-    fields = [ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1],
-              len(namez), 0]
+    fields = [ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1], len(namez), 0]
     header = b"070701" + b"".join(b"%08x" % v for v in fields)
     entry = header + namez
     entry += b"\0" * (-len(entry) % 4)
@@ -282,42 +284,40 @@ def build_initramfs(init: Path, programs: list[Path], dest: Path) -> Path:
     the kernel opens for init before devtmpfs is mounted, can be a device
     node without root privileges on the host.
     """
-    dirs = {"bin": 0o755, "dev": 0o755, "proc": 0o555, "sys": 0o555,
-            "tmp": 0o1777, "selftests": 0o755}
-    members: list[tuple[str, int, bytes, tuple[int, int]]] = [
-        (d, 0o040000 | perm, b"", (0, 0)) for d, perm in dirs.items()]
+    dirs = {"bin": 0o755, "dev": 0o755, "proc": 0o555, "sys": 0o555, "tmp": 0o1777, "selftests": 0o755}
+    members: list[tuple[str, int, bytes, tuple[int, int]]] = [(d, 0o040000 | perm, b"", (0, 0)) for d, perm in dirs.items()]
     members.append(("dev/console", 0o020000 | 0o600, b"", (5, 1)))
     members.append(("init", 0o100000 | 0o755, init.read_bytes(), (0, 0)))
     # The init sleeps when run as "sleep": a core test executes /bin/sleep.
     members.append(("bin/sleep", 0o120000 | 0o777, b"/init", (0, 0)))
-    members += [(f"selftests/{p.name}", 0o100000 | 0o755, p.read_bytes(),
-                 (0, 0)) for p in programs]
-    archive = b"".join(_cpio_entry(name, mode, ino, data, rdev)
-                       for ino, (name, mode, data, rdev)
-                       in enumerate(members, start=1))
+    members += [(f"selftests/{p.name}", 0o100000 | 0o755, p.read_bytes(), (0, 0)) for p in programs]
+    archive = b"".join(_cpio_entry(name, mode, ino, data, rdev) for ino, (name, mode, data, rdev) in enumerate(members, start=1))
     archive += _cpio_entry("TRAILER!!!", 0, 0)
     archive += b"\0" * (-len(archive) % 512)
     tmp = dest.with_suffix(".tmp")
     tmp.write_bytes(archive)
     tmp.replace(dest)
-    stage(f"initramfs: {show(dest)} ({len(archive) >> 10} KiB, "
-          f"{len(programs)} selftests)")
+    stage(f"initramfs: {show(dest)} ({len(archive) >> 10} KiB, {len(programs)} selftests)")
     return dest
 
 
-def build_all(tree: Path, obj: Path, out: Path,
-              extra_fragments: Sequence[Path] = ()) -> tuple[Path, Path]:
+def build_all(tree: Path, obj: Path, out: Path, extra_fragments: Sequence[Path] = ()) -> tuple[Path, Path]:
     """The kernel, the selftests and the initramfs: (Image, initramfs)."""
     image = build_arm64(tree, obj, extra_fragments)
     programs = build_arm64_selftests(tree, obj, out / "selftests")
-    initramfs = build_initramfs(build_init(out), programs,
-                                out / "initramfs.cpio")
+    initramfs = build_initramfs(build_init(out), programs, out / "initramfs.cpio")
     return image, initramfs
 
 
-def qemu_argv(image: Path, initramfs: Path, append: str, *,
-              cpu: str = DEFAULT_CPU, cpus: int = DEFAULT_CPUS,
-              memory_mib: int = DEFAULT_MEMORY_MIB) -> list[str]:
+def qemu_argv(
+    image: Path,
+    initramfs: Path,
+    append: str,
+    *,
+    cpu: str = DEFAULT_CPU,
+    cpus: int = DEFAULT_CPUS,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
+) -> list[str]:
     """The QEMU command line for one boot.
 
     The memory is split over two NUMA nodes described in the device tree,
@@ -330,22 +330,42 @@ def qemu_argv(image: Path, initramfs: Path, append: str, *,
     """
     qemu = shutil.which(QEMU)
     if not qemu:
-        raise StepFailed(f"{QEMU} not found (tools/testing/harness/install-deps "
-                         "--patches installs qemu-system-arm)")
+        raise StepFailed(f"{QEMU} not found (tools/testing/harness/install-deps --patches installs qemu-system-arm)")
     if memory_mib % 2:
-        raise StepFailed("the arm64 guest needs an even number of MiB of "
-                         "memory, one half for each NUMA node")
+        raise StepFailed("the arm64 guest needs an even number of MiB of memory, one half for each NUMA node")
     numa = []
     for node in (0, 1):
-        numa += ["-object", f"memory-backend-ram,id=mem{node},size={memory_mib // 2}M",
-                 "-numa", f"node,nodeid={node},memdev=mem{node}"
-                 + (f",cpus=0-{cpus - 1}" if node == 0 else "")]
-    return [qemu, "-M", "virt,gic-version=3", "-cpu", cpu,
-            "-accel", "tcg,thread=multi", "-smp", str(cpus),
-            "-m", f"{memory_mib}M", *numa,
-            "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-            "-kernel", str(image), "-initrd", str(initramfs),
-            "-append", append]
+        numa += [
+            "-object",
+            f"memory-backend-ram,id=mem{node},size={memory_mib // 2}M",
+            "-numa",
+            f"node,nodeid={node},memdev=mem{node}" + (f",cpus=0-{cpus - 1}" if node == 0 else ""),
+        ]
+    return [
+        qemu,
+        "-M",
+        "virt,gic-version=3",
+        "-cpu",
+        cpu,
+        "-accel",
+        "tcg,thread=multi",
+        "-smp",
+        str(cpus),
+        "-m",
+        f"{memory_mib}M",
+        *numa,
+        "-nographic",
+        "-no-reboot",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-kernel",
+        str(image),
+        "-initrd",
+        str(initramfs),
+        "-append",
+        append,
+    ]
 
 
 def split_console(console: str, results: Path) -> tuple[list[TestResult], bool]:
@@ -363,41 +383,53 @@ def split_console(console: str, results: Path) -> tuple[list[TestResult], bool]:
     for name in SELFTESTS:
         tap = results / f"{name}.tap"
         if name not in begins:
-            out.append(TestResult(name, "did not run", 0.0,
-                                  suite.Counts(name, note="did not run")))
+            out.append(TestResult(name, "did not run", 0.0, suite.Counts(name, note="did not run")))
             continue
         end = ends.get(name)
         stop = end.start() if end else len(console)
-        tap.write_text(console[begins[name]:stop].lstrip("\n"))
+        tap.write_text(console[begins[name] : stop].lstrip("\n"))
         status, seconds = (end[2], float(end[3])) if end else ("unfinished", 0.0)
         out.append(TestResult(name, status, seconds, suite.tap_counts(name, tap)))
     return out, DONE_RE.search(console) is not None
 
 
-def boot_arm64(image: Path, initramfs: Path, timeout: float = DEFAULT_TIMEOUT, *,
-               test_timeout: int = DEFAULT_TEST_TIMEOUT,
-               cpu: str = DEFAULT_CPU, cpus: int = DEFAULT_CPUS,
-               memory_mib: int = DEFAULT_MEMORY_MIB, cmdline: str = "",
-               stream: bool = True, results: Path = OUT / "results") -> BootResult:
+def boot_arm64(
+    image: Path,
+    initramfs: Path,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    test_timeout: int = DEFAULT_TEST_TIMEOUT,
+    cpu: str = DEFAULT_CPU,
+    cpus: int = DEFAULT_CPUS,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
+    cmdline: str = "",
+    stream: bool = True,
+    results: Path = OUT / "results",
+) -> BootResult:
     """Boot @image with @initramfs, let its init run the selftests, collect.
 
     QEMU is killed after @timeout seconds; the init gives each selftest
     @test_timeout seconds.  The console goes to build/logs/arm64-console.log
     (and to stdout if @stream), the TAP of each selftest to @results.
     """
-    append = " ".join([
-        "console=ttyAMA0", "panic=-1", "loglevel=6",
-        # Parameters without a dot that the kernel does not know end up in
-        # init's environment.
-        f"harness_timeout={test_timeout}",
-        f"TOUCHED_SWEEP_STRESS_WRITES={STRESS_WRITES}",
-        cmdline,
-    ]).strip()
-    argv = qemu_argv(image, initramfs, append, cpu=cpu, cpus=cpus,
-                     memory_mib=memory_mib)
+    append = " ".join(
+        [
+            "console=ttyAMA0",
+            "panic=-1",
+            "loglevel=6",
+            # Parameters without a dot that the kernel does not know end up in
+            # init's environment.
+            f"harness_timeout={test_timeout}",
+            f"TOUCHED_SWEEP_STRESS_WRITES={STRESS_WRITES}",
+            cmdline,
+        ]
+    ).strip()
+    argv = qemu_argv(image, initramfs, append, cpu=cpu, cpus=cpus, memory_mib=memory_mib)
     console_log = log_path(CONSOLE_LOG_NAME)
-    stage(f"booting {show(image)} (TCG, -cpu {cpu}, {cpus} vCPUs, "
-          f"{memory_mib} MiB, timeout {timeout:.0f}s; console: {show(console_log)})")
+    stage(
+        f"booting {show(image)} (TCG, -cpu {cpu}, {cpus} vCPUs, "
+        f"{memory_mib} MiB, timeout {timeout:.0f}s; console: {show(console_log)})"
+    )
     follower = vm._Follower(console_log) if stream else None
     began = time.monotonic()
     with open(console_log, "wb") as console:
@@ -405,8 +437,7 @@ def boot_arm64(image: Path, initramfs: Path, timeout: float = DEFAULT_TIMEOUT, *
         console.flush()
         if follower:
             follower.start()
-        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             timed_out = vm.wait_or_kill(proc, timeout)
         finally:
@@ -417,79 +448,89 @@ def boot_arm64(image: Path, initramfs: Path, timeout: float = DEFAULT_TIMEOUT, *
     # The serial console ends lines with CRLF.
     text = console_log.read_text(errors="replace").replace("\r\n", "\n")
     tests, finished = split_console(text, results)
-    return BootResult(tests=tests, splats=vm.find_splats(text),
-                      console_log=console_log, timed_out=timed_out,
-                      finished=finished, times={"boot+tests": seconds})
+    return BootResult(
+        tests=tests,
+        splats=vm.find_splats(text),
+        console_log=console_log,
+        timed_out=timed_out,
+        finished=finished,
+        times={"boot+tests": seconds},
+    )
 
 
 def report(result: BootResult) -> None:
     """Print the summary: times, per-selftest counts, splats, verdict."""
     for excerpt in result.splats:
-        print("---- kernel problem on the guest console ----\n"
-              f"{excerpt}\n---- end of excerpt ----", flush=True)
+        print(f"---- kernel problem on the guest console ----\n{excerpt}\n---- end of excerpt ----", flush=True)
     print("arm64 summary:")
     for what, secs in result.times.items():
         print(f"  {what:<12} {secs:7.1f} s")
     test_secs = sum(t.seconds for t in result.tests)
     if "boot+tests" in result.times and result.finished:
-        print(f"  {'of which':<12} {result.times['boot+tests'] - test_secs:7.1f} s "
-              f"boot and power-off, {test_secs:.1f} s selftests")
+        print(f"  {'of which':<12} {result.times['boot+tests'] - test_secs:7.1f} s boot and power-off, {test_secs:.1f} s selftests")
     for t in result.tests:
         c = t.counts
-        print(f"  {t.name:<26} {t.status:<12} pass {c.passed:3} fail {c.failed:3} "
-              f"skip {c.skipped:3}  {t.seconds:6.1f} s"
-              + (f"  ({c.note})" if c.note else ""))
-    print(f"  kernel splats: {len(result.splats) or 'none'}; console: "
-          f"{show(result.console_log)}")
+        print(
+            f"  {t.name:<26} {t.status:<12} pass {c.passed:3} fail {c.failed:3} "
+            f"skip {c.skipped:3}  {t.seconds:6.1f} s" + (f"  ({c.note})" if c.note else "")
+        )
+    print(f"  kernel splats: {len(result.splats) or 'none'}; console: {show(result.console_log)}")
     problems = result.problems()
-    print("  result: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)),
-          flush=True)
+    print("  result: " + ("ok" if not problems else "FAILED: " + "; ".join(problems)), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="arm64.py",
         description="Cross-build the patched kernel and the touched_sweep "
-                    "kselftests for arm64, boot the kernel in "
-                    "qemu-system-aarch64 (TCG) from an initramfs and run the "
-                    "selftests in it.  Exits non-zero on a build error, a "
-                    "failed or skipped selftest, a kernel splat or a timeout.  "
-                    "Logs: build/logs/arm64-*.log; the console: "
-                    "build/logs/arm64-console.log.")
-    parser.add_argument("--no-boot", action="store_true",
-                        help="build the kernel, the selftests and the "
-                             "initramfs, but do not boot")
-    parser.add_argument("--tree", type=Path,
-                        help="kernel source tree, used as it is (default: "
-                             "build/linux, first brought up to date with the "
-                             "repository)")
-    parser.add_argument("--obj", type=Path, default=OBJ,
-                        help=f"kernel build directory (default: {show(OBJ)})")
-    parser.add_argument("--fragment", type=Path, action="append", default=[],
-                        metavar="FILE",
-                        help="another config fragment, merged last (repeatable); "
-                             "an option it turns off must say so (CONFIG_X=n), "
-                             "or the check that requested options stuck fails; "
-                             "use it with its own --obj")
-    parser.add_argument("--out", type=Path, default=OUT,
-                        help="directory for the init, the selftests, the "
-                             f"initramfs and the TAP results (default: {show(OUT)})")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="wall-clock limit for the whole boot, in seconds "
-                             "(default: %(default)s)")
-    parser.add_argument("--test-timeout", type=int, default=DEFAULT_TEST_TIMEOUT,
-                        help="limit for each selftest program, in seconds "
-                             "(default: %(default)s)")
-    parser.add_argument("--cpu", default=DEFAULT_CPU,
-                        help="QEMU -cpu model (default: %(default)s)")
-    parser.add_argument("--cpus", type=int, default=DEFAULT_CPUS,
-                        help="vCPUs, all on NUMA node 0 (default: %(default)s)")
-    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MIB,
-                        help="guest memory in MiB (default: %(default)s)")
-    parser.add_argument("--cmdline", default="",
-                        help="extra kernel command-line parameters")
-    parser.add_argument("--quiet", action="store_true",
-                        help="do not copy the guest console to stdout")
+        "kselftests for arm64, boot the kernel in "
+        "qemu-system-aarch64 (TCG) from an initramfs and run the "
+        "selftests in it.  Exits non-zero on a build error, a "
+        "failed or skipped selftest, a kernel splat or a timeout.  "
+        "Logs: build/logs/arm64-*.log; the console: "
+        "build/logs/arm64-console.log.",
+    )
+    parser.add_argument("--no-boot", action="store_true", help="build the kernel, the selftests and the initramfs, but do not boot")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        help="kernel source tree, used as it is (default: build/linux, first brought up to date with the repository)",
+    )
+    parser.add_argument("--obj", type=Path, default=OBJ, help=f"kernel build directory (default: {show(OBJ)})")
+    parser.add_argument(
+        "--fragment",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="another config fragment, merged last (repeatable); "
+        "an option it turns off must say so (CONFIG_X=n), "
+        "or the check that requested options stuck fails; "
+        "use it with its own --obj",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=OUT,
+        help=f"directory for the init, the selftests, the initramfs and the TAP results (default: {show(OUT)})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="wall-clock limit for the whole boot, in seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test-timeout",
+        type=int,
+        default=DEFAULT_TEST_TIMEOUT,
+        help="limit for each selftest program, in seconds (default: %(default)s)",
+    )
+    parser.add_argument("--cpu", default=DEFAULT_CPU, help="QEMU -cpu model (default: %(default)s)")
+    parser.add_argument("--cpus", type=int, default=DEFAULT_CPUS, help="vCPUs, all on NUMA node 0 (default: %(default)s)")
+    parser.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MIB, help="guest memory in MiB (default: %(default)s)")
+    parser.add_argument("--cmdline", default="", help="extra kernel command-line parameters")
+    parser.add_argument("--quiet", action="store_true", help="do not copy the guest console to stdout")
     args = parser.parse_args(argv)
 
     obj: Path = args.obj.resolve()
@@ -503,8 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tree = args.tree.resolve()
         # merge_config.sh runs in the tree: relative paths would not do.
-        image, initramfs = build_all(tree, obj, out,
-                                     [f.resolve() for f in args.fragment])
+        image, initramfs = build_all(tree, obj, out, [f.resolve() for f in args.fragment])
     except StepFailed as e:
         print(f"arm64: {e}", file=sys.stderr, flush=True)
         return 1
@@ -513,11 +553,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_boot:
         return 0
     try:
-        result = boot_arm64(image, initramfs, args.timeout,
-                            test_timeout=args.test_timeout, cpu=args.cpu,
-                            cpus=args.cpus, memory_mib=args.memory,
-                            cmdline=args.cmdline, stream=not args.quiet,
-                            results=out / "results")
+        result = boot_arm64(
+            image,
+            initramfs,
+            args.timeout,
+            test_timeout=args.test_timeout,
+            cpu=args.cpu,
+            cpus=args.cpus,
+            memory_mib=args.memory,
+            cmdline=args.cmdline,
+            stream=not args.quiet,
+            results=out / "results",
+        )
     except StepFailed as e:
         print(f"arm64: {e}", file=sys.stderr, flush=True)
         return 1

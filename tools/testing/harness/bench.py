@@ -140,8 +140,7 @@ class _Fields:
         return value
 
     def _bad(self, name: str, what: str) -> BenchFormatError:
-        return BenchFormatError(f"{self.where}: field {name!r} is not {what}: "
-                                f"{self.record[name]!r}")
+        return BenchFormatError(f"{self.where}: field {name!r} is not {what}: {self.record[name]!r}")
 
     def string(self, name: str) -> str:
         value = self._get(name)
@@ -157,8 +156,7 @@ class _Fields:
 
     def number(self, name: str) -> float:
         value = self._get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise self._bad(name, "a number")
         return float(value)
 
@@ -173,51 +171,62 @@ class _Fields:
     def numbers(self, name: str) -> tuple[float, ...]:
         value = self._get(name)
         if not isinstance(value, list) or not all(
-                not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
-                for v in value):
+            not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v) for v in value
+        ):
             raise self._bad(name, "a list of numbers")
         return tuple(float(v) for v in value)
 
     def integers(self, name: str) -> tuple[int, ...]:
         value = self._get(name)
-        if not isinstance(value, list) or not all(
-                not isinstance(v, bool) and isinstance(v, int) for v in value):
+        if not isinstance(value, list) or not all(not isinstance(v, bool) and isinstance(v, int) for v in value):
             raise self._bad(name, "a list of integers")
         return tuple(value)
 
 
 def _meta(f: _Fields) -> Meta:
-    return Meta(kernel=f.string("kernel"), clocksource=f.string("clocksource"),
-                cpus=f.integer("cpus"), mem_total_kib=f.integer("mem_total_kib"),
-                page_size=f.integer("page_size"), runs=f.integer("runs"))
+    return Meta(
+        kernel=f.string("kernel"),
+        clocksource=f.string("clocksource"),
+        cpus=f.integer("cpus"),
+        mem_total_kib=f.integer("mem_total_kib"),
+        page_size=f.integer("page_size"),
+        runs=f.integer("runs"),
+    )
 
 
 def _measurement(f: _Fields) -> Measurement:
-    return Measurement(scenario=f.string("scenario"), mechanism=f.string("mechanism"),
-                       tracked_mib=f.number("tracked_mib"),
-                       touched_pages=f.integer("touched_pages"), vmas=f.integer("vmas"),
-                       thp=f.boolean("thp", default=False),
-                       sweep_us=f.numbers("sweep_us"),
-                       first_write_ns=f.numbers("first_write_ns"),
-                       writes=f.integer("writes") if "writes" in f.record else f.integer("touched_pages"))
+    return Measurement(
+        scenario=f.string("scenario"),
+        mechanism=f.string("mechanism"),
+        tracked_mib=f.number("tracked_mib"),
+        touched_pages=f.integer("touched_pages"),
+        vmas=f.integer("vmas"),
+        thp=f.boolean("thp", default=False),
+        sweep_us=f.numbers("sweep_us"),
+        first_write_ns=f.numbers("first_write_ns"),
+        writes=f.integer("writes") if "writes" in f.record else f.integer("touched_pages"),
+    )
 
 
 def _memory(f: _Fields) -> MemoryRecord:
     what = f.string("what")
     if what not in MEMORY_KINDS:
-        raise BenchFormatError(f"{f.where}: memory record 'what' is {what!r}, "
-                               f"not one of {', '.join(MEMORY_KINDS)}")
-    return MemoryRecord(mechanism=f.string("mechanism"), what=what,
-                        tracked_mib=f.number("tracked_mib"), vmas=f.integer("vmas"),
-                        bytes=f.integers("bytes"), budget_bytes=f.integer("budget_bytes"))
+        raise BenchFormatError(f"{f.where}: memory record 'what' is {what!r}, not one of {', '.join(MEMORY_KINDS)}")
+    return MemoryRecord(
+        mechanism=f.string("mechanism"),
+        what=what,
+        tracked_mib=f.number("tracked_mib"),
+        vmas=f.integer("vmas"),
+        bytes=f.integers("bytes"),
+        budget_bytes=f.integer("budget_bytes"),
+    )
 
 
 def _error_text(record: dict[str, Any]) -> str:
-    """"scenario mechanism: message" and any other fields, for an error record."""
+    """ "scenario mechanism: message" and any other fields, for an error record."""
     rest = {k: v for k, v in record.items() if k != "type"}
     where = " ".join(str(rest.pop(k)) for k in ("scenario", "mechanism") if k in rest)
-    message = next((str(rest.pop(k)) for k in ("error", "message", "reason")
-                    if isinstance(rest.get(k), str)), "")
+    message = next((str(rest.pop(k)) for k in ("error", "message", "reason") if isinstance(rest.get(k), str)), "")
     text = ": ".join(t for t in (where, message) if t)
     if rest:
         text += (" " if text else "") + json.dumps(rest)
@@ -246,8 +255,7 @@ def parse_jsonl(text: str, source: str = "bench.jsonl") -> BenchData:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             if cut_off and number == len(lines):
-                pending_errors.append(f"{where}: the last line is incomplete "
-                                      "(the benchmark was cut off?)")
+                pending_errors.append(f"{where}: the last line is incomplete (the benchmark was cut off?)")
                 continue
             raise BenchFormatError(f"{where}: not JSON ({e.msg}): {line[:80]!r}") from None
         if not isinstance(record, dict):
@@ -270,9 +278,7 @@ def parse_jsonl(text: str, source: str = "bench.jsonl") -> BenchData:
         elif kind == "memory":
             data.memory.append(_memory(f))
         elif kind == "skip":
-            data.skips.append(Skip(scenario=f.string("scenario"),
-                                   mechanism=f.string("mechanism"),
-                                   reason=f.string("reason")))
+            data.skips.append(Skip(scenario=f.string("scenario"), mechanism=f.string("mechanism"), reason=f.string("reason")))
         else:
             data.ignored.append(f"{where}: record type {kind!r}")
     if data is None:
@@ -320,8 +326,10 @@ def ordered(measurements: Sequence[Measurement]) -> list[Measurement]:
     with the mechanisms of one configuration side by side."""
     scenarios = list(dict.fromkeys(m.scenario for m in measurements))
     rank = {name: i for i, name in enumerate(_mechanism_order(m.mechanism for m in measurements))}
-    return sorted(measurements, key=lambda m: (scenarios.index(m.scenario), m.vmas, m.repeats, m.touched_pages,
-                                               m.tracked_mib, m.thp, rank[m.mechanism]))
+    return sorted(
+        measurements,
+        key=lambda m: (scenarios.index(m.scenario), m.vmas, m.repeats, m.touched_pages, m.tracked_mib, m.thp, rank[m.mechanism]),
+    )
 
 
 def _mechanism_order(names: Iterable[str]) -> list[str]:
@@ -392,9 +400,15 @@ class Target:
     detail: str = ""
 
     def as_json(self) -> dict[str, object]:
-        return {"name": self.name, "value": self.value, "limit": self.limit,
-                "comparison": self.comparison, "unit": self.unit,
-                "met": self.met, "detail": self.detail}
+        return {
+            "name": self.name,
+            "value": self.value,
+            "limit": self.limit,
+            "comparison": self.comparison,
+            "unit": self.unit,
+            "met": self.met,
+            "detail": self.detail,
+        }
 
     @property
     def status(self) -> str:
@@ -403,16 +417,14 @@ class Target:
         return "met" if self.met else "MISSED"
 
 
-def _judge(name: str, value: float | None, comparison: str, limit: float,
-           unit: str, detail: str) -> Target:
+def _judge(name: str, value: float | None, comparison: str, limit: float, unit: str, detail: str) -> Target:
     if value is None:
         met = None
     elif comparison == "<=":
         met = value <= limit
     else:
         met = value >= limit
-    return Target(name=name, value=value, limit=limit, comparison=comparison,
-                  unit=unit, met=met, detail=detail)
+    return Target(name=name, value=value, limit=limit, comparison=comparison, unit=unit, met=met, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -438,17 +450,20 @@ class _Pick:
         return " ".join(parts)
 
     def matches(self, m: Measurement) -> bool:
-        return (m.scenario == self.scenario and m.mechanism == self.mechanism
-                and not m.thp
-                and (self.tracked_mib is None or math.isclose(m.tracked_mib, self.tracked_mib))
-                and (self.vmas is None or m.vmas == self.vmas)
-                and (self.written is None
-                     or (m.repeats == self.repeats
-                         and (m.writes if self.repeats else m.touched_pages) == self.written)))
+        return (
+            m.scenario == self.scenario
+            and m.mechanism == self.mechanism
+            and not m.thp
+            and (self.tracked_mib is None or math.isclose(m.tracked_mib, self.tracked_mib))
+            and (self.vmas is None or m.vmas == self.vmas)
+            and (
+                self.written is None
+                or (m.repeats == self.repeats and (m.writes if self.repeats else m.touched_pages) == self.written)
+            )
+        )
 
 
-def _value(data: BenchData, pick: _Pick,
-           of: Callable[[Measurement], float | None]) -> tuple[float | None, str]:
+def _value(data: BenchData, pick: _Pick, of: Callable[[Measurement], float | None]) -> tuple[float | None, str]:
     """The median @of the first measurement @pick names, or why there is none."""
     for m in data.measurements:
         if pick.matches(m):
@@ -473,8 +488,7 @@ SWEEP_TIME = _Quantity(sweep_median, "us")
 FIRST_WRITE = _Quantity(first_write_median, "ns")
 
 
-def _ratio(data: BenchData, name: str, num: _Pick, den: _Pick, of: _Quantity,
-           comparison: str, limit: float) -> Target:
+def _ratio(data: BenchData, name: str, num: _Pick, den: _Pick, of: _Quantity, comparison: str, limit: float) -> Target:
     """The ratio of two medians, judged against @limit."""
     a, why_a = _value(data, num, of.median)
     b, why_b = _value(data, den, of.median)
@@ -482,33 +496,35 @@ def _ratio(data: BenchData, name: str, num: _Pick, den: _Pick, of: _Quantity,
         detail = "; ".join(w for w in (why_a, why_b) if w)
         return _judge(name, None, comparison, limit, "ratio", detail)
     if b <= 0:
-        return _judge(name, None, comparison, limit, "ratio",
-                      f"{den.describe()} median is {b:g}: no ratio")
-    return _judge(name, a / b, comparison, limit, "ratio",
-                  f"{num.describe()} / {den.describe()} = {fmt(a)} {of.unit} / {fmt(b)} {of.unit}")
+        return _judge(name, None, comparison, limit, "ratio", f"{den.describe()} median is {b:g}: no ratio")
+    return _judge(
+        name, a / b, comparison, limit, "ratio", f"{num.describe()} / {den.describe()} = {fmt(a)} {of.unit} / {fmt(b)} {of.unit}"
+    )
 
 
 def _first_write_target(data: BenchData) -> Target:
     """touched_sweep's first-write cost against soft-dirty's, same configuration."""
     name = "first write: touched_sweep / soft_dirty"
-    ours = [m for m in data.measurements
-            if m.scenario == "first_write" and m.mechanism == SWEEP and m.first_write_ns]
-    theirs = [m for m in data.measurements
-              if m.scenario == "first_write" and m.mechanism == SOFT_DIRTY and m.first_write_ns]
+    ours = [m for m in data.measurements if m.scenario == "first_write" and m.mechanism == SWEEP and m.first_write_ns]
+    theirs = [m for m in data.measurements if m.scenario == "first_write" and m.mechanism == SOFT_DIRTY and m.first_write_ns]
     # Prefer THP off, as the other targets do.
     for a in sorted(ours, key=lambda m: m.thp):
         for b in theirs:
-            if (a.thp, a.vmas, a.touched_pages) == (b.thp, b.vmas, b.touched_pages) \
-                    and math.isclose(a.tracked_mib, b.tracked_mib):
-                return _ratio(data, name,
-                              _Pick("first_write", SWEEP, a.tracked_mib, a.vmas),
-                              _Pick("first_write", SOFT_DIRTY, b.tracked_mib, b.vmas),
-                              FIRST_WRITE, "<=", 1.1)
+            if (a.thp, a.vmas, a.touched_pages) == (b.thp, b.vmas, b.touched_pages) and math.isclose(a.tracked_mib, b.tracked_mib):
+                return _ratio(
+                    data,
+                    name,
+                    _Pick("first_write", SWEEP, a.tracked_mib, a.vmas),
+                    _Pick("first_write", SOFT_DIRTY, b.tracked_mib, b.vmas),
+                    FIRST_WRITE,
+                    "<=",
+                    1.1,
+                )
     if ours and theirs:
-        return _judge(name, None, "<=", 1.1, "ratio",
-                      "no soft_dirty first_write measurement of a configuration touched_sweep was measured in")
-    return _ratio(data, name, _Pick("first_write", SWEEP), _Pick("first_write", SOFT_DIRTY),
-                  FIRST_WRITE, "<=", 1.1)
+        return _judge(
+            name, None, "<=", 1.1, "ratio", "no soft_dirty first_write measurement of a configuration touched_sweep was measured in"
+        )
+    return _ratio(data, name, _Pick("first_write", SWEEP), _Pick("first_write", SOFT_DIRTY), FIRST_WRITE, "<=", 1.1)
 
 
 def _memory_name(r: MemoryRecord) -> str:
@@ -539,8 +555,7 @@ def _memory_target(r: MemoryRecord, page_size: int) -> Target:
 # The densities of the touched scenario that touched_sweep must sweep no
 # slower than PAGEMAP_SCAN, in 1 GiB: distinct pages written, then 262,144
 # random writes (pages may repeat), then every page.
-DENSITIES = [(16, False), (256, False), (4096, False), (16384, False), (65536, False),
-             (262144, True), (262144, False)]
+DENSITIES = [(16, False), (256, False), (4096, False), (16384, False), (65536, False), (262144, True), (262144, False)]
 
 
 # The threads scenario's largest step: that many threads write at once, each
@@ -558,33 +573,97 @@ def evaluate_targets(data: BenchData) -> list[Target]:
     """Every target, met, MISSED or not measured (met is None)."""
     sweep = SWEEP_TIME
     targets = [
-        _ratio(data, "flat in tracked size: touched_sweep 2048 MiB / 64 MiB",
-               _Pick("size", SWEEP, 2048), _Pick("size", SWEEP, 64), sweep, "<=", 1.25),
-        _ratio(data, "faster than PAGEMAP_SCAN at 2048 MiB: pagemap_scan / touched_sweep",
-               _Pick("size", PAGEMAP_SCAN, 2048), _Pick("size", SWEEP, 2048), sweep, ">=", 25),
-        _ratio(data, "faster than soft-dirty at 2048 MiB: soft_dirty / touched_sweep",
-               _Pick("size", SOFT_DIRTY, 2048), _Pick("size", SWEEP, 2048), sweep, ">=", 200),
-        *(_ratio(data, f"no slower than PAGEMAP_SCAN, {_written(n, repeats)}: pagemap_scan / touched_sweep",
-                 _Pick("touched", PAGEMAP_SCAN, written=n, repeats=repeats),
-                 _Pick("touched", SWEEP, written=n, repeats=repeats), sweep, ">=", 1)
-          for n, repeats in DENSITIES),
-        _ratio(data, "flat in VMA count: touched_sweep 10000 VMAs / 10 VMAs",
-               _Pick("vmas", SWEEP, vmas=10000), _Pick("vmas", SWEEP, vmas=10), sweep, "<=", 2),
-        _ratio(data, "10 VMAs: touched_sweep / pagemap_scan",
-               _Pick("vmas", SWEEP, vmas=10), _Pick("vmas", PAGEMAP_SCAN, vmas=10), sweep, "<=", 2),
-        _ratio(data, "the binding, 65,536 ranges: Tracker.sweep() / the bare call",
-               _Pick(BINDING_SCENARIO, PYSWEEP), _Pick(BINDING_SCENARIO, SWEEP), sweep, "<=", 2),
+        _ratio(
+            data,
+            "flat in tracked size: touched_sweep 2048 MiB / 64 MiB",
+            _Pick("size", SWEEP, 2048),
+            _Pick("size", SWEEP, 64),
+            sweep,
+            "<=",
+            1.25,
+        ),
+        _ratio(
+            data,
+            "faster than PAGEMAP_SCAN at 2048 MiB: pagemap_scan / touched_sweep",
+            _Pick("size", PAGEMAP_SCAN, 2048),
+            _Pick("size", SWEEP, 2048),
+            sweep,
+            ">=",
+            25,
+        ),
+        _ratio(
+            data,
+            "faster than soft-dirty at 2048 MiB: soft_dirty / touched_sweep",
+            _Pick("size", SOFT_DIRTY, 2048),
+            _Pick("size", SWEEP, 2048),
+            sweep,
+            ">=",
+            200,
+        ),
+        *(
+            _ratio(
+                data,
+                f"no slower than PAGEMAP_SCAN, {_written(n, repeats)}: pagemap_scan / touched_sweep",
+                _Pick("touched", PAGEMAP_SCAN, written=n, repeats=repeats),
+                _Pick("touched", SWEEP, written=n, repeats=repeats),
+                sweep,
+                ">=",
+                1,
+            )
+            for n, repeats in DENSITIES
+        ),
+        _ratio(
+            data,
+            "flat in VMA count: touched_sweep 10000 VMAs / 10 VMAs",
+            _Pick("vmas", SWEEP, vmas=10000),
+            _Pick("vmas", SWEEP, vmas=10),
+            sweep,
+            "<=",
+            2,
+        ),
+        _ratio(
+            data,
+            "10 VMAs: touched_sweep / pagemap_scan",
+            _Pick("vmas", SWEEP, vmas=10),
+            _Pick("vmas", PAGEMAP_SCAN, vmas=10),
+            sweep,
+            "<=",
+            2,
+        ),
+        _ratio(
+            data,
+            "the binding, 65,536 ranges: Tracker.sweep() / the bare call",
+            _Pick(BINDING_SCENARIO, PYSWEEP),
+            _Pick(BINDING_SCENARIO, SWEEP),
+            sweep,
+            "<=",
+            2,
+        ),
         _first_write_target(data),
-        _ratio(data, f"{THREADS} threads writing at once, throughput: touched_sweep / soft_dirty",
-               _Pick("threads", SOFT_DIRTY, vmas=THREADS), _Pick("threads", SWEEP, vmas=THREADS),
-               FIRST_WRITE, ">=", 0.9),
+        _ratio(
+            data,
+            f"{THREADS} threads writing at once, throughput: touched_sweep / soft_dirty",
+            _Pick("threads", SOFT_DIRTY, vmas=THREADS),
+            _Pick("threads", SWEEP, vmas=THREADS),
+            FIRST_WRITE,
+            ">=",
+            0.9,
+        ),
     ]
     records = [r for r in data.memory if r.mechanism == SWEEP]
     if records:
         targets += [_memory_target(r, data.meta.page_size) for r in records]
     else:
-        targets.append(_judge("memory within budget (1 bit per page + 128 bytes per VMA)",
-                              None, "<=", 0.0, "bytes", "no touched_sweep memory records"))
+        targets.append(
+            _judge(
+                "memory within budget (1 bit per page + 128 bytes per VMA)",
+                None,
+                "<=",
+                0.0,
+                "bytes",
+                "no touched_sweep memory records",
+            )
+        )
     return targets
 
 
@@ -603,8 +682,14 @@ class RunInfo:
     exit_code: int | None = None
 
     def as_json(self) -> dict[str, object]:
-        return {"accelerator": self.accelerator, "date": self.date, "memory": self.memory,
-                "cpus": self.cpus, "seconds": self.seconds, "exit_code": self.exit_code}
+        return {
+            "accelerator": self.accelerator,
+            "date": self.date,
+            "memory": self.memory,
+            "cpus": self.cpus,
+            "seconds": self.seconds,
+            "exit_code": self.exit_code,
+        }
 
     @classmethod
     def load(cls, path: Path) -> RunInfo | None:
@@ -612,15 +697,17 @@ class RunInfo:
             raw = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(raw, dict) or not isinstance(raw.get("accelerator"), str) \
-                or not isinstance(raw.get("date"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("accelerator"), str) or not isinstance(raw.get("date"), str):
             return None
         memory, cpus, seconds, code = (raw.get(k) for k in ("memory", "cpus", "seconds", "exit_code"))
-        return cls(accelerator=raw["accelerator"], date=raw["date"],
-                   memory=memory if isinstance(memory, str) else None,
-                   cpus=cpus if isinstance(cpus, int) else None,
-                   seconds=float(seconds) if isinstance(seconds, int | float) else None,
-                   exit_code=code if isinstance(code, int) else None)
+        return cls(
+            accelerator=raw["accelerator"],
+            date=raw["date"],
+            memory=memory if isinstance(memory, str) else None,
+            cpus=cpus if isinstance(cpus, int) else None,
+            seconds=float(seconds) if isinstance(seconds, int | float) else None,
+            exit_code=code if isinstance(code, int) else None,
+        )
 
 
 def utc_now() -> str:
@@ -645,8 +732,7 @@ def results(data: BenchData, info: RunInfo, targets: list[Target]) -> dict[str, 
         "measurements": [measurement_summary(m) for m in ordered(data.measurements)],
         "memory": [memory_summary(r, meta.page_size) for r in data.memory],
         "targets": [t.as_json() for t in targets],
-        "skipped": [{"scenario": s.scenario, "mechanism": s.mechanism, "reason": s.reason}
-                    for s in data.skips],
+        "skipped": [{"scenario": s.scenario, "mechanism": s.mechanism, "reason": s.reason} for s in data.skips],
         "errors": data.errors,
     }
 
@@ -655,12 +741,9 @@ def results(data: BenchData, info: RunInfo, targets: list[Target]) -> dict[str, 
 
 # (file name, scenario, x field, x label, title)
 PLOTS = [
-    ("sweep-vs-size.png", "size", "tracked_mib", "tracked memory (MiB)",
-     "Sweep time against tracked size"),
-    ("sweep-vs-touched.png", "touched", "touched_pages", "pages written between sweeps",
-     "Sweep time against pages written"),
-    ("sweep-vs-vmas.png", "vmas", "vmas", "tracked VMAs",
-     "Sweep time against VMA count"),
+    ("sweep-vs-size.png", "size", "tracked_mib", "tracked memory (MiB)", "Sweep time against tracked size"),
+    ("sweep-vs-touched.png", "touched", "touched_pages", "pages written between sweeps", "Sweep time against pages written"),
+    ("sweep-vs-vmas.png", "vmas", "vmas", "tracked VMAs", "Sweep time against VMA count"),
 ]
 # Scenarios drawn over another one's plot: (scenario, line style, label suffix).
 # The size plot also draws the THP runs dashed, and the control that writes
@@ -700,7 +783,8 @@ def _series(data: BenchData, x_field: str, keep: Callable[[Measurement], bool]) 
     for m in data.measurements:
         if m.sweep_us and keep(m):
             out.setdefault(m.mechanism, []).append(
-                (_x(m, x_field), statistics.median(m.sweep_us), min(m.sweep_us), max(m.sweep_us)))
+                (_x(m, x_field), statistics.median(m.sweep_us), min(m.sweep_us), max(m.sweep_us))
+            )
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -739,16 +823,15 @@ def plot(data: BenchData, info: RunInfo, out_dir: Path) -> tuple[list[Path], str
         (out_dir / name).unlink(missing_ok=True)
     plt = _matplotlib()
     if plt is None:
-        return [], ("matplotlib is not installed, so no plots "
-                    "(tools/testing/harness/install-deps --bench installs it)")
-    where = {"tcg": "guest under TCG", "kvm": "guest under KVM"}.get(
-        info.accelerator, "guest")
+        return [], ("matplotlib is not installed, so no plots (tools/testing/harness/install-deps --bench installs it)")
+    where = {"tcg": "guest under TCG", "kvm": "guest under KVM"}.get(info.accelerator, "guest")
     written = []
     for name, scenario, x_field, x_label, title in PLOTS:
         title += _fixed(data, scenario)
         lines = [(_series(data, x_field, _in_plot(scenario)), "-", "")]
-        lines += [(_series(data, x_field, _overlay(extra)), style, f", {suffix}")
-                  for extra, style, suffix in OVERLAYS.get(scenario, [])]
+        lines += [
+            (_series(data, x_field, _overlay(extra)), style, f", {suffix}") for extra, style, suffix in OVERLAYS.get(scenario, [])
+        ]
         if not any(series for series, _, _ in lines):
             continue
         fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -762,8 +845,7 @@ def plot(data: BenchData, info: RunInfo, out_dir: Path) -> tuple[list[Path], str
                 xs = [p[0] for p in points]
                 ys = [p[1] for p in points]
                 err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
-                ax.errorbar(xs, ys, yerr=err, fmt="o" + style, color=colour, label=mech + suffix,
-                            capsize=3, markersize=4)
+                ax.errorbar(xs, ys, yerr=err, fmt="o" + style, color=colour, label=mech + suffix, capsize=3, markersize=4)
         ax.set_xscale("log")
         ax.set_yscale("log")
         # Ticks at the sizes measured, when they are few: 64, 256, ... MiB.
@@ -803,54 +885,76 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
-          right: Sequence[bool] | None = None) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
     """Plain-text columns; @right says which are right-aligned (numbers)."""
     right = right or [False] * len(headers)
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w)
-                         for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
 
-    return "\n".join([line(headers), line(["-" * w for w in widths]),
-                      *(line(r) for r in rows)])
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def render(data: BenchData, info: RunInfo, targets: list[Target]) -> str:
     """The terminal report: measurements, memory, targets, skips and errors."""
     meta = data.meta
-    out = [f"kernel {meta.kernel}, {info.accelerator}, {meta.cpus} vCPUs, "
-           f"{meta.mem_total_kib // 1024} MiB, clocksource {meta.clocksource}, "
-           f"{meta.runs} runs, {info.date}"]
+    out = [
+        f"kernel {meta.kernel}, {info.accelerator}, {meta.cpus} vCPUs, "
+        f"{meta.mem_total_kib // 1024} MiB, clocksource {meta.clocksource}, "
+        f"{meta.runs} runs, {info.date}"
+    ]
     if data.measurements:
         rows = []
         for m in ordered(data.measurements):
             s = measurement_summary(m)
             touched = f"{m.touched_pages} ({m.writes} writes)" if m.repeats else str(m.touched_pages)
-            rows.append([m.scenario, m.mechanism, fmt(m.tracked_mib), touched,
-                         str(m.vmas), "yes" if m.thp else "no",
-                         *(fmt(_float(s[k])) for k in ("sweep_us_median", "sweep_us_min",
-                                                       "sweep_us_max", "first_write_ns_median")),
-                         str(s["runs"] or "-")])
-        out += ["", table(["scenario", "mechanism", "MiB", "touched", "VMAs", "THP",
-                           "sweep us", "min", "max", "1st write ns", "runs"], rows,
-                          [False, False, True, True, True, False, True, True, True, True, True])]
+            rows.append(
+                [
+                    m.scenario,
+                    m.mechanism,
+                    fmt(m.tracked_mib),
+                    touched,
+                    str(m.vmas),
+                    "yes" if m.thp else "no",
+                    *(fmt(_float(s[k])) for k in ("sweep_us_median", "sweep_us_min", "sweep_us_max", "first_write_ns_median")),
+                    str(s["runs"] or "-"),
+                ]
+            )
+        out += [
+            "",
+            table(
+                ["scenario", "mechanism", "MiB", "touched", "VMAs", "THP", "sweep us", "min", "max", "1st write ns", "runs"],
+                rows,
+                [False, False, True, True, True, False, True, True, True, True, True],
+            ),
+        ]
     if data.memory:
         rows = []
         for r in data.memory:
             s = memory_summary(r, meta.page_size)
-            rows.append([r.mechanism, r.what, fmt(r.tracked_mib), str(r.vmas),
-                         fmt(_float(s["bytes_median"])), str(r.budget_bytes),
-                         _fixed_point(_float(s["bits_per_page"]), 2),
-                         _fixed_point(_float(s["bytes_per_vma"]), 1)])
-        out += ["", table(["memory", "what", "MiB", "VMAs", "bytes", "budget",
-                           "bits/page", "bytes/VMA"], rows,
-                          [False, False, True, True, True, True, True, True])]
-    rows = [[str(i), t.name, fmt(t.value), f"{t.comparison} {fmt(t.limit)}", t.status]
-            for i, t in enumerate(targets, 1)]
-    out += ["", table(["#", "target", "value", "limit", "result"], rows,
-                      [True, False, True, False, False])]
+            rows.append(
+                [
+                    r.mechanism,
+                    r.what,
+                    fmt(r.tracked_mib),
+                    str(r.vmas),
+                    fmt(_float(s["bytes_median"])),
+                    str(r.budget_bytes),
+                    _fixed_point(_float(s["bits_per_page"]), 2),
+                    _fixed_point(_float(s["bytes_per_vma"]), 1),
+                ]
+            )
+        out += [
+            "",
+            table(
+                ["memory", "what", "MiB", "VMAs", "bytes", "budget", "bits/page", "bytes/VMA"],
+                rows,
+                [False, False, True, True, True, True, True, True],
+            ),
+        ]
+    rows = [[str(i), t.name, fmt(t.value), f"{t.comparison} {fmt(t.limit)}", t.status] for i, t in enumerate(targets, 1)]
+    out += ["", table(["#", "target", "value", "limit", "result"], rows, [True, False, True, False, False])]
     out += [f"{i:>2}: {t.detail}" for i, t in enumerate(targets, 1) if t.detail]
     skipped: dict[tuple[str, str], list[str]] = {}
     for skip in data.skips:
@@ -899,9 +1003,10 @@ def write_report(data: BenchData, info: RunInfo, out_dir: Path | None = None) ->
         print(f"note:    {note}")
     missed = sum(t.met is False for t in targets)
     unmeasured = sum(t.met is None for t in targets)
-    stage(f"targets: {sum(t.met is True for t in targets)} met, {missed} missed, "
-          f"{unmeasured} not measured"
-          + (f"; {len(data.errors)} error(s) in the run" if data.errors else ""))
+    stage(
+        f"targets: {sum(t.met is True for t in targets)} met, {missed} missed, "
+        f"{unmeasured} not measured" + (f"; {len(data.errors)} error(s) in the run" if data.errors else "")
+    )
     return 1 if data.errors else 0
 
 
@@ -914,14 +1019,15 @@ def compile_bench(flavour: str) -> Path:
         raise StepFailed(f"{show(SOURCE)} is missing")
     headers = kbuild.headers_dir(flavour)
     if not (headers / "linux" / "touched_sweep.h").exists():
-        raise StepFailed(f"{headers} has no linux/touched_sweep.h: the {flavour} kernel "
-                         "is not built, or has no touched_sweep")
+        raise StepFailed(f"{headers} has no linux/touched_sweep.h: the {flavour} kernel is not built, or has no touched_sweep")
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     stage(f"compiling {show(SOURCE)}")
-    run_logged("benchmark build",
-               ["gcc", "-O2", "-Wall", "-Wextra", "-I", headers,
-                "-pthread", "-o", BINARY, SOURCE, "-lm"],
-               log_path("bench-build"), excerpt=kbuild.BUILD_ERRORS)
+    run_logged(
+        "benchmark build",
+        ["gcc", "-O2", "-Wall", "-Wextra", "-I", headers, "-pthread", "-o", BINARY, SOURCE, "-lm"],
+        log_path("bench-build"),
+        excerpt=kbuild.BUILD_ERRORS,
+    )
     return BINARY
 
 
@@ -933,8 +1039,7 @@ def report_only(jsonl: Path, accel: str) -> int:
     overrides the accelerator.
     """
     data = load_jsonl(jsonl)
-    info = RunInfo.load(jsonl.parent / RUN_INFO.name) or RunInfo(accelerator="unknown",
-                                                                 date=utc_now())
+    info = RunInfo.load(jsonl.parent / RUN_INFO.name) or RunInfo(accelerator="unknown", date=utc_now())
     if accel in ("tcg", "kvm"):
         info = dataclasses.replace(info, accelerator=accel)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -976,8 +1081,7 @@ def guest_command(binary: Path, bench_args: Sequence[str]) -> list[str]:
     if not scenarios or others:
         steps.append(shlex.join([str(binary), "-o", out, *program, *others]))
     if not scenarios or BINDING_SCENARIO in scenarios:
-        steps.append(shlex.join(["python3", str(PYSWEEP_BENCH), "guest", "--jsonl", out,
-                                 *(["--runs", runs] if runs else [])]))
+        steps.append(shlex.join(["python3", str(PYSWEEP_BENCH), "guest", "--jsonl", out, *(["--runs", runs] if runs else [])]))
     # Both run even if the first fails; the status is the first failure's.
     script = "status=0\n" + "".join(f"{step} || status=$((status ? status : $?))\n" for step in steps)
     return ["sh", "-c", script + "exit $status"]
@@ -988,8 +1092,7 @@ def run(flavour: str, opts: vm.RunOptions, bench_args: Sequence[str]) -> int:
     image = kbuild.build_kernel(flavour)
     binary = compile_bench(flavour)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    for stale in (RAW_JSONL, RUN_INFO, RESULTS_JSON, GUEST_LOG,
-                  *(BENCH_DIR / name for name, *_ in PLOTS)):
+    for stale in (RAW_JSONL, RUN_INFO, RESULTS_JSON, GUEST_LOG, *(BENCH_DIR / name for name, *_ in PLOTS)):
         stale.unlink(missing_ok=True)
     stage(f"benchmark on the {flavour} kernel: {' '.join(bench_args) or 'default settings'}")
     date = utc_now()
@@ -1000,12 +1103,20 @@ def run(flavour: str, opts: vm.RunOptions, bench_args: Sequence[str]) -> int:
     output = result.out_dir / "output"
     if output.exists():
         shutil.copyfile(output, GUEST_LOG)
-    info = RunInfo(accelerator=result.accel, date=date, memory=opts.memory, cpus=opts.cpus,
-                   seconds=round(result.seconds, 1), exit_code=result.exit_code)
+    info = RunInfo(
+        accelerator=result.accel,
+        date=date,
+        memory=opts.memory,
+        cpus=opts.cpus,
+        seconds=round(result.seconds, 1),
+        exit_code=result.exit_code,
+    )
     RUN_INFO.write_text(json.dumps(info.as_json(), indent=2) + "\n")
     if not raw.exists() or raw.stat().st_size == 0:
-        raise StepFailed(f"the benchmark wrote no results (guest exit {result.exit_code}); "
-                         f"its output: {show(GUEST_LOG)}; console: {result.console_log}")
+        raise StepFailed(
+            f"the benchmark wrote no results (guest exit {result.exit_code}); "
+            f"its output: {show(GUEST_LOG)}; console: {result.console_log}"
+        )
     shutil.copyfile(raw, RAW_JSONL)
     status = write_report(load_jsonl(RAW_JSONL), info)
     if result.exit_code != 0:

@@ -30,8 +30,7 @@ def stage(message: str) -> None:
 
 def show(path: Path) -> str:
     """@path relative to the repository when it is inside it."""
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) \
-        else str(path)
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def log_path(name: str) -> Path:
@@ -70,14 +69,12 @@ def run_logged(
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        rc = subprocess.call(args, cwd=cwd, env=full_env, stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        rc = subprocess.call(args, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if rc != 0:
         why = ""
         if excerpt:
             pattern = re.compile(excerpt)
-            hits = [ln for ln in log.read_text(errors="replace").splitlines()
-                    if pattern.search(ln)]
+            hits = [ln for ln in log.read_text(errors="replace").splitlines() if pattern.search(ln)]
             why = "\n".join(hits[:20])
         if not why:
             why = tail(log)

@@ -43,13 +43,11 @@ def kernel_doc_warnings(tree: Path, files: list[str]) -> list[str]:
         raise StepFailed(f"kernel-doc: no such file in {tree}: {', '.join(missing)}")
     argv = [str(tree / "scripts" / "kernel-doc"), "-none", "-Wall", *files]
     try:
-        proc = subprocess.run(argv, cwd=tree, capture_output=True, text=True,
-                              errors="replace", check=False)
+        proc = subprocess.run(argv, cwd=tree, capture_output=True, text=True, errors="replace", check=False)
     except OSError as e:
         raise StepFailed(f"kernel-doc could not run: {e}") from e
     if proc.returncode != 0:
-        raise StepFailed(f"kernel-doc failed (exit {proc.returncode}):\n"
-                         f"{proc.stderr.strip()}")
+        raise StepFailed(f"kernel-doc failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
 
     messages: list[str] = []
     for line in proc.stderr.splitlines():
@@ -75,11 +73,16 @@ def build_htmldocs(tree: Path, out: Path, dirs: list[str]) -> list[str]:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = log_path("htmldocs")
-    run_logged(f"htmldocs ({' '.join(dirs)})",
-               ["make", "-C", tree, f"O={out}",
-                f"SPHINXDIRS={' '.join(dirs)}", "htmldocs"],
-               log, excerpt=r"[Ee]rror|ERROR|SEVERE|CRITICAL")
-    return [line.rstrip()
-            for line in log.read_text(errors="replace").splitlines()
-            if not line.startswith("$ ")  # the command run_logged wrote
-            and FEATURE in line and _SPHINX_PROBLEM.search(line)]
+    run_logged(
+        f"htmldocs ({' '.join(dirs)})",
+        ["make", "-C", tree, f"O={out}", f"SPHINXDIRS={' '.join(dirs)}", "htmldocs"],
+        log,
+        excerpt=r"[Ee]rror|ERROR|SEVERE|CRITICAL",
+    )
+    return [
+        line.rstrip()
+        for line in log.read_text(errors="replace").splitlines()
+        if not line.startswith("$ ")  # the command run_logged wrote
+        and FEATURE in line
+        and _SPHINX_PROBLEM.search(line)
+    ]

@@ -36,8 +36,7 @@ OVERLAYS = [
     ("kernel/mm", "mm"),
     ("include/linux", "include/linux"),
     ("include/uapi/linux", "include/uapi/linux"),
-    ("tools/testing/selftests/touched_sweep",
-     "tools/testing/selftests/touched_sweep"),
+    ("tools/testing/selftests/touched_sweep", "tools/testing/selftests/touched_sweep"),
     ("Documentation", "Documentation"),
 ]
 
@@ -98,8 +97,7 @@ def _tarball_identity() -> str:
 def extract(tree: Path = TREE) -> None:
     """Extract the kernel source once; again only if the tarball changed."""
     if not SOURCE_TARBALL.exists():
-        raise StepFailed(f"{SOURCE_TARBALL} is missing "
-                         "(apt-get install linux-source-6.12)")
+        raise StepFailed(f"{SOURCE_TARBALL} is missing (apt-get install linux-source-6.12)")
     ident = _tarball_identity()
     stamp = tree / STAMP_NAME
     if stamp.exists() and stamp.read_text() == ident:
@@ -112,9 +110,7 @@ def extract(tree: Path = TREE) -> None:
         shutil.rmtree(path, ignore_errors=True)
     BUILD.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BUILD) as tmp:
-        run_logged("extracting the kernel source",
-                   ["tar", "-C", tmp, "-xJf", SOURCE_TARBALL],
-                   log_path("extract"))
+        run_logged("extracting the kernel source", ["tar", "-C", tmp, "-xJf", SOURCE_TARBALL], log_path("extract"))
         (top,) = Path(tmp).iterdir()
         top.rename(tree)
     stamp.write_text(ident)
@@ -131,15 +127,13 @@ def patch_files(patch: Path) -> list[str]:
 
 def series_patches() -> list[Path]:
     series = PATCHES / "series"
-    names = [ln.strip() for ln in series.read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    names = [ln.strip() for ln in series.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     return [PATCHES / n for n in names]
 
 
 def overlaid_sources() -> list[str]:
     """Tree paths of the new C sources and headers the repository adds."""
-    return sorted(rel for rel in overlay_content()
-                  if rel.endswith((".c", ".h")))
+    return sorted(rel for rel in overlay_content() if rel.endswith((".c", ".h")))
 
 
 def overlay_content() -> dict[str, bytes]:
@@ -199,11 +193,12 @@ def desired_content() -> dict[str, bytes]:
                 (stage_dir / rel).write_bytes(data)
         for patch in series:
             try:
-                run_logged(f"applying {patch.name}",
-                           ["patch", "-p1", "--batch", "--forward",
-                            "--no-backup-if-mismatch", "-r", "-",
-                            "-d", stage_dir, "-i", patch],
-                           log, append=True)
+                run_logged(
+                    f"applying {patch.name}",
+                    ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-r", "-", "-d", stage_dir, "-i", patch],
+                    log,
+                    append=True,
+                )
             except StepFailed as e:
                 raise StepFailed(f"patch {patch.name} does not apply\n{e}") from e
         for rel in touched:
@@ -216,8 +211,7 @@ def desired_content() -> dict[str, bytes]:
 def sync_tree() -> None:
     """Bring the tree up to date with the repository's overlays and series."""
     state_file = STATE / "written.json"
-    previous: dict[str, str] = (json.loads(state_file.read_text())
-                                if state_file.exists() else {})
+    previous: dict[str, str] = json.loads(state_file.read_text()) if state_file.exists() else {}
     want = desired_content()
     changed = []
     for rel, data in want.items():
@@ -237,8 +231,7 @@ def sync_tree() -> None:
             path.write_bytes(original)
         changed.append(rel)
     STATE.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({r: _sha(d) for r, d in want.items()},
-                                     indent=1, sort_keys=True))
+    state_file.write_text(json.dumps({r: _sha(d) for r, d in want.items()}, indent=1, sort_keys=True))
     if changed:
         shown = ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else "")
         stage(f"tree updated: {len(changed)} file(s): {shown}")
@@ -258,9 +251,9 @@ def _fragments(flavour: str) -> list[Path]:
     # The unpatched tree has no such option: leave it out.
     merged = obj_dir(flavour) / "harness-fragment.config"
     merged.parent.mkdir(parents=True, exist_ok=True)
-    merged.write_text("".join(
-        line for f in fragments for line in f.read_text().splitlines(True)
-        if not line.startswith(FEATURE_OPTION + "=")))
+    merged.write_text(
+        "".join(line for f in fragments for line in f.read_text().splitlines(True) if not line.startswith(FEATURE_OPTION + "="))
+    )
     return [merged]
 
 
@@ -282,43 +275,43 @@ def _check_config(obj: Path, fragments: list[Path]) -> None:
         if line.startswith("CONFIG_"):
             name, value = line.split("=", 1)
             have[name] = value
-    missing = [f"{k}={v} (got {have.get(k, 'n')})"
-               for k, v in _requested_options(fragments).items()
-               if have.get(k, "n") != v]
+    missing = [f"{k}={v} (got {have.get(k, 'n')})" for k, v in _requested_options(fragments).items() if have.get(k, "n") != v]
     if missing:
-        raise StepFailed("kernel config is missing requested options "
-                         "(a dependency is probably off):\n  "
-                         + "\n  ".join(missing))
+        raise StepFailed("kernel config is missing requested options (a dependency is probably off):\n  " + "\n  ".join(missing))
 
 
-def configure_tree(tree: Path, obj: Path, fragments: list[Path], name: str,
-                   make_vars: Sequence[str] = (), check: bool = True) -> None:
+def configure_tree(
+    tree: Path, obj: Path, fragments: list[Path], name: str, make_vars: Sequence[str] = (), check: bool = True
+) -> None:
     """tinyconfig plus @fragments for @tree in @obj, unless already done.
 
     @make_vars (ARCH=..., CROSS_COMPILE=...) go to every make call.  With
     @check, every option a fragment asks for must have stuck.
     """
-    key = _sha(b"".join(f.read_bytes() for f in fragments)
-               + (tree / STAMP_NAME).read_bytes()
-               + (tree / "mm/Kconfig").read_bytes()
-               + " ".join(make_vars).encode())
+    key = _sha(
+        b"".join(f.read_bytes() for f in fragments)
+        + (tree / STAMP_NAME).read_bytes()
+        + (tree / "mm/Kconfig").read_bytes()
+        + " ".join(make_vars).encode()
+    )
     stamp = obj / ".harness-config"
-    if (obj / ".config").exists() and stamp.exists() \
-            and stamp.read_text() == key:
+    if (obj / ".config").exists() and stamp.exists() and stamp.read_text() == key:
         return
     stage(f"configuring the {name} kernel")
     obj.mkdir(parents=True, exist_ok=True)
     # A configuration that fails half-way must not pass for a good one.
     stamp.unlink(missing_ok=True)
     log = log_path(f"config-{name}")
-    make: list[str | os.PathLike[str]] = ["make", "-C", tree, f"O={obj}",
-                                          *make_vars]
+    make: list[str | os.PathLike[str]] = ["make", "-C", tree, f"O={obj}", *make_vars]
     run_logged("make tinyconfig", [*make, "tinyconfig"], log)
-    run_logged("merging config fragments",
-               [tree / "scripts/kconfig/merge_config.sh", "-m", "-O", obj,
-                obj / ".config", *fragments], log, append=True, cwd=tree,
-               env=dict(a.split("=", 1) for a in make_vars
-                        if a.startswith("ARCH=")))
+    run_logged(
+        "merging config fragments",
+        [tree / "scripts/kconfig/merge_config.sh", "-m", "-O", obj, obj / ".config", *fragments],
+        log,
+        append=True,
+        cwd=tree,
+        env=dict(a.split("=", 1) for a in make_vars if a.startswith("ARCH=")),
+    )
     run_logged("make olddefconfig", [*make, "olddefconfig"], log, append=True)
     if check:
         _check_config(obj, fragments)
@@ -326,8 +319,7 @@ def configure_tree(tree: Path, obj: Path, fragments: list[Path], name: str,
 
 
 def configure(flavour: str) -> None:
-    configure_tree(tree_for(flavour), obj_dir(flavour), _fragments(flavour),
-                   flavour)
+    configure_tree(tree_for(flavour), obj_dir(flavour), _fragments(flavour), flavour)
 
 
 def build_kernel(flavour: str) -> Path:
@@ -345,19 +337,18 @@ def build_kernel(flavour: str) -> Path:
     stage(f"building the {flavour} kernel (log: {log_path('kernel-' + flavour)})")
     cc = "ccache gcc" if shutil.which("ccache") else "gcc"
     try:
-        run_logged(f"kernel build ({flavour})",
-                   ["make", "-C", tree, f"O={obj}", f"-j{_jobs()}",
-                    f"CC={cc}", "bzImage"],
-                   log_path(f"kernel-{flavour}"), env=BUILD_ENV,
-                   excerpt=BUILD_ERRORS)
+        run_logged(
+            f"kernel build ({flavour})",
+            ["make", "-C", tree, f"O={obj}", f"-j{_jobs()}", f"CC={cc}", "bzImage"],
+            log_path(f"kernel-{flavour}"),
+            env=BUILD_ENV,
+            excerpt=BUILD_ERRORS,
+        )
     except StepFailed as e:
         raise StepFailed(_repo_paths(str(e))) from None
-    run_logged("installing uapi headers",
-               ["make", "-C", tree, f"O={obj}", "headers"],
-               log_path(f"headers-{flavour}"))
+    run_logged("installing uapi headers", ["make", "-C", tree, f"O={obj}", "headers"], log_path(f"headers-{flavour}"))
     after = image.stat().st_mtime
-    stage(f"kernel ready: {image.relative_to(REPO)}"
-          + (" (unchanged)" if before == after else ""))
+    stage(f"kernel ready: {image.relative_to(REPO)}" + (" (unchanged)" if before == after else ""))
     return image
 
 
@@ -371,17 +362,26 @@ def build_selftests(flavour: str) -> Path:
     headers, through the kselftest Makefile's own install target."""
     stage("building the selftests")
     headers = headers_dir(flavour)
-    run_logged("selftest build",
-               ["make", "-C", TREE / "tools" / "testing" / "selftests",
-                "TARGETS=touched_sweep", f"O={BUILD / 'selftests' / 'obj'}",
-                f"INSTALL_PATH={SELFTESTS_INSTALL}",
-                f"KHDR_INCLUDES=-isystem {headers}", "install"],
-               log_path("selftests"), excerpt=BUILD_ERRORS)
+    run_logged(
+        "selftest build",
+        [
+            "make",
+            "-C",
+            TREE / "tools" / "testing" / "selftests",
+            "TARGETS=touched_sweep",
+            f"O={BUILD / 'selftests' / 'obj'}",
+            f"INSTALL_PATH={SELFTESTS_INSTALL}",
+            f"KHDR_INCLUDES=-isystem {headers}",
+            "install",
+        ],
+        log_path("selftests"),
+        excerpt=BUILD_ERRORS,
+    )
     return SELFTESTS_OUT / "touched_sweep_test"
 
 
 def kernel_release(flavour: str) -> str:
-    out = subprocess.run(["make", "-s", "-C", tree_for(flavour),
-                          f"O={obj_dir(flavour)}",
-                          "kernelrelease"], capture_output=True, text=True)
+    out = subprocess.run(
+        ["make", "-s", "-C", tree_for(flavour), f"O={obj_dir(flavour)}", "kernelrelease"], capture_output=True, text=True
+    )
     return out.stdout.strip()

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from common import BUILD, REPO, StepFailed, log_path, run_logged, stage
 
-TESTS = ["soft-dirty", "pagemap_ioctl", "mremap_test", "uffd-unit-tests",
-         "cow", "mkdirty"]
+TESTS = ["soft-dirty", "pagemap_ioctl", "mremap_test", "uffd-unit-tests", "cow", "mkdirty"]
 BASELINE = REPO / "tools" / "testing" / "harness" / "mm-baseline.json"
 GUEST_SCRIPT = REPO / "tools" / "testing" / "harness" / "guest-mm-selftests"
 # A fix to the tests, not to the kernel: uffd-unit-tests' poll thread
@@ -37,16 +36,12 @@ _UFFD = re.compile(r"^Testing (.+?)\.\.\. (.*)$")
 
 def patch_tests(tree: Path) -> None:
     """Apply TEST_PATCH to @tree once; it is build output, never committed."""
-    argv = ["patch", "-p1", "--force", "--silent", "-d", str(tree),
-            "-i", str(TEST_PATCH)]
+    argv = ["patch", "-p1", "--force", "--silent", "-d", str(tree), "-i", str(TEST_PATCH)]
     # --force: a patch that does not reverse fails instead of being
     # taken as reversed the other way round.
-    if subprocess.run([*argv, "-R", "--dry-run"], capture_output=True,
-                      check=False).returncode == 0:
+    if subprocess.run([*argv, "-R", "--dry-run"], capture_output=True, check=False).returncode == 0:
         return
-    run_logged("patching the upstream mm selftests",
-               [*argv, "--no-backup-if-mismatch", "-r", "-"],
-               log_path("mm-selftests-patch"))
+    run_logged("patching the upstream mm selftests", [*argv, "--no-backup-if-mismatch", "-r", "-"], log_path("mm-selftests-patch"))
 
 
 def build(tree: Path, headers: Path) -> Path:
@@ -55,11 +50,12 @@ def build(tree: Path, headers: Path) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     patch_tests(tree)
     src = tree / "tools" / "testing" / "selftests" / "mm"
-    run_logged("mm selftest build",
-               ["make", "-C", src, f"OUTPUT={OUT}",
-                f"KHDR_INCLUDES=-isystem {headers}",
-                *(str(OUT / t) for t in TESTS)],
-               log_path("mm-selftests"), excerpt=r"error:")
+    run_logged(
+        "mm selftest build",
+        ["make", "-C", src, f"OUTPUT={OUT}", f"KHDR_INCLUDES=-isystem {headers}", *(str(OUT / t) for t in TESTS)],
+        log_path("mm-selftests"),
+        excerpt=r"error:",
+    )
     return OUT
 
 
@@ -94,8 +90,7 @@ def parse_cases(text: str) -> dict[str, str]:
         m = _UFFD.match(line)
         if m:
             name, rest = m.groups()
-            status = ("pass" if rest.startswith("done") else
-                      "skip" if rest.startswith("skipped") else "fail")
+            status = "pass" if rest.startswith("done") else "skip" if rest.startswith("skipped") else "fail"
             add(name.strip(), status)
     return cases
 
@@ -114,8 +109,8 @@ def collect(out_dir: Path) -> dict[str, TestResult]:
         status = out_dir / f"{t}.status"
         results[t] = TestResult(
             exit_status=int(status.read_text()) if status.exists() else None,
-            cases=parse_cases(tap.read_text(errors="replace"))
-            if tap.exists() else {})
+            cases=parse_cases(tap.read_text(errors="replace")) if tap.exists() else {},
+        )
     return results
 
 
@@ -141,12 +136,18 @@ def merge_runs(runs: list[dict[str, TestResult]]) -> dict[str, TestResult]:
 
 
 def write_baseline(results: dict[str, TestResult], release: str) -> None:
-    BASELINE.write_text(json.dumps({
-        "kernel": release,
-        "recorded": time.strftime("%Y-%m-%d"),
-        "tests": {t: {"exit_status": r.exit_status, "cases": r.cases}
-                  for t, r in results.items()},
-    }, indent=1, sort_keys=True) + "\n")
+    BASELINE.write_text(
+        json.dumps(
+            {
+                "kernel": release,
+                "recorded": time.strftime("%Y-%m-%d"),
+                "tests": {t: {"exit_status": r.exit_status, "cases": r.cases} for t, r in results.items()},
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 @dataclass
@@ -160,21 +161,18 @@ class Comparison:
 def compare(results: dict[str, TestResult]) -> Comparison:
     """Judge @results against the recorded baseline."""
     if not BASELINE.exists():
-        raise StepFailed(f"{BASELINE.name} is missing: record it with "
-                         "'harness mm-baseline'")
+        raise StepFailed(f"{BASELINE.name} is missing: record it with 'harness mm-baseline'")
     base = json.loads(BASELINE.read_text())["tests"]
     c = Comparison()
     for t in TESTS:
         now = results.get(t, TestResult(None))
         was = base.get(t, {"exit_status": None, "cases": {}})
         if was["exit_status"] == 0 and now.exit_status != 0:
-            c.regressions.append(f"{t}: exit status {now.exit_status}, "
-                                 "0 on the unpatched kernel")
+            c.regressions.append(f"{t}: exit status {now.exit_status}, 0 on the unpatched kernel")
         for case, before in was["cases"].items():
             after = now.cases.get(case, "missing")
             if before in PASSING and after not in PASSING:
-                c.regressions.append(f"{t}: {case}: {after}, "
-                                     f"{before} on the unpatched kernel")
+                c.regressions.append(f"{t}: {case}: {after}, {before} on the unpatched kernel")
             elif before not in PASSING and before != "skip":
                 c.known_failures += 1
         c.passed += sum(s in PASSING for s in now.cases.values())

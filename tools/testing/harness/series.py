@@ -84,33 +84,25 @@ def plan() -> list[SeriesPatch]:
         where = f"{show(NEW_FILES)}:{lineno}"
         patch = by_number.get(words[0])
         if patch is None:
-            raise StepFailed(f"{where}: no patch numbered {words[0]} "
-                             "in the series")
+            raise StepFailed(f"{where}: no patch numbered {words[0]} in the series")
         for entry in words[1:]:
-            matched = [rel for rel in new if rel == entry
-                       or (entry.endswith("/") and rel.startswith(entry))]
+            matched = [rel for rel in new if rel == entry or (entry.endswith("/") and rel.startswith(entry))]
             if not matched:
-                raise StepFailed(f"{where}: {entry} is not a file the "
-                                 "repository adds to the kernel")
+                raise StepFailed(f"{where}: {entry} is not a file the repository adds to the kernel")
             for rel in matched:
                 if rel in owner:
-                    raise StepFailed(f"{where}: {rel} is already added by "
-                                     f"{owner[rel]}")
+                    raise StepFailed(f"{where}: {rel} is already added by {owner[rel]}")
                 owner[rel] = patch.name
                 added[patch.name].append(rel)
     unassigned = [rel for rel in new if rel not in owner]
     if unassigned:
-        raise StepFailed(f"{show(NEW_FILES)} does not say which "
-                         f"patch adds {', '.join(unassigned)}")
+        raise StepFailed(f"{show(NEW_FILES)} does not say which patch adds {', '.join(unassigned)}")
     stems = {p.stem for p in series}
     for diff in sorted(STAGES.glob("*.diff")) if STAGES.is_dir() else []:
         if diff.stem not in stems:
-            raise StepFailed(f"{show(diff)} belongs to no patch "
-                             "of the series")
+            raise StepFailed(f"{show(diff)} belongs to no patch of the series")
     diffs = {p.name: STAGES / f"{p.stem}.diff" for p in series}
-    return [SeriesPatch(p, tuple(added[p.name]),
-                        diffs[p.name] if diffs[p.name].exists() else None)
-            for p in series]
+    return [SeriesPatch(p, tuple(added[p.name]), diffs[p.name] if diffs[p.name].exists() else None) for p in series]
 
 
 def staged_content(patches: list[SeriesPatch]) -> list[dict[str, bytes]]:
@@ -125,7 +117,7 @@ def staged_content(patches: list[SeriesPatch]) -> list[dict[str, bytes]]:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
         for i in reversed(range(len(patches))):
-            present = {rel for p in patches[:i + 1] for rel in p.new_files}
+            present = {rel for p in patches[: i + 1] for rel in p.new_files}
             after[i] = {rel: (root / rel).read_bytes() for rel in present}
             diff = patches[i].stage
             if diff is None:
@@ -133,20 +125,21 @@ def staged_content(patches: list[SeriesPatch]) -> list[dict[str, bytes]]:
             earlier = present - set(patches[i].new_files)
             for rel in kbuild.patch_files(diff):
                 if rel not in earlier:
-                    raise StepFailed(
-                        f"{show(diff)} changes {rel}, which no "
-                        f"patch before {patches[i].name} adds")
+                    raise StepFailed(f"{show(diff)} changes {rel}, which no patch before {patches[i].name} adds")
             try:
-                run_logged(f"undoing {diff.name}",
-                           ["patch", "-R", "-p1", "--batch", "--fuzz=0",
-                            "--no-backup-if-mismatch", "-r", "-",
-                            "-d", root, "-i", diff], log, append=True)
+                run_logged(
+                    f"undoing {diff.name}",
+                    ["patch", "-R", "-p1", "--batch", "--fuzz=0", "--no-backup-if-mismatch", "-r", "-", "-d", root, "-i", diff],
+                    log,
+                    append=True,
+                )
             except StepFailed as e:
                 raise StepFailed(
                     f"{show(diff)} no longer applies to the new "
                     "files: edit the earlier version of the files it "
                     "changes and regenerate it (kernel/patches/README)"
-                    f"\n{e}") from None
+                    f"\n{e}"
+                ) from None
     return after
 
 
@@ -156,15 +149,13 @@ def _identity(patch: Path) -> dict[str, str]:
         m = re.match(r"From: (.*?) <(.*)>$", line)
         if m:
             name, email = m.groups()
-            return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-                    "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+            return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
     raise StepFailed(f"{patch.name} has no From: line")
 
 
 def _tarball_top() -> str:
     """The top directory of the kernel source tarball."""
-    with subprocess.Popen(["tar", "-tJf", kbuild.SOURCE_TARBALL],
-                          stdout=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(["tar", "-tJf", kbuild.SOURCE_TARBALL], stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         proc.kill()
@@ -179,26 +170,23 @@ def pristine_files(paths: list[str]) -> Path:
     ident = kbuild._tarball_identity() + wanted
     if stamp.exists() and stamp.read_text() == ident:
         return saved
-    stage(f"extracting {len(paths)} pristine files from "
-          f"{kbuild.SOURCE_TARBALL.name}")
+    stage(f"extracting {len(paths)} pristine files from {kbuild.SOURCE_TARBALL.name}")
     shutil.rmtree(saved, ignore_errors=True)
     saved.mkdir(parents=True)
     top = _tarball_top()
-    run_logged("extracting pristine files",
-               ["tar", "-xJf", kbuild.SOURCE_TARBALL, "-C", saved,
-                "--strip-components=1", *(f"{top}/{p}" for p in paths)],
-               log_path("pristine"))
+    run_logged(
+        "extracting pristine files",
+        ["tar", "-xJf", kbuild.SOURCE_TARBALL, "-C", saved, "--strip-components=1", *(f"{top}/{p}" for p in paths)],
+        log_path("pristine"),
+    )
     stamp.write_text(ident)
     return saved
 
 
 def _git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(["git", "-C", str(repo), *args],
-                          capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
-        raise StepFailed(f"git {' '.join(args)} failed in {repo}:\n"
-                         f"{proc.stdout}{proc.stderr}")
+        raise StepFailed(f"git {' '.join(args)} failed in {repo}:\n{proc.stdout}{proc.stderr}")
     return proc.stdout
 
 
@@ -217,15 +205,12 @@ def build_history(patches: list[SeriesPatch]) -> Path:
         shutil.copy2(pristine / rel, repo / rel)
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m",
-         "Linux 6.12: the files the series touches", env=env)
+    _git(repo, "commit", "-q", "-m", "Linux 6.12: the files the series touches", env=env)
     for patch, content in zip(patches, contents, strict=True):
         try:
-            _git(repo, "am", "-q", "--committer-date-is-author-date",
-                 str(patch.path), env=env)
+            _git(repo, "am", "-q", "--committer-date-is-author-date", str(patch.path), env=env)
         except StepFailed as e:
-            raise StepFailed(f"{patch.name} does not apply in order\n{e}") \
-                from None
+            raise StepFailed(f"{patch.name} does not apply in order\n{e}") from None
         changed = False
         for rel, data in content.items():
             path = repo / rel
@@ -261,8 +246,7 @@ def check_reasons() -> list[tuple[str, str, str]]:
     reasons = []
     text = CHECK_REASONS.read_text() if CHECK_REASONS.exists() else ""
     for line in text.split("\n\n"):
-        line = " ".join(ln for ln in line.splitlines()
-                        if not ln.startswith("#")).strip()
+        line = " ".join(ln for ln in line.splitlines() if not ln.startswith("#")).strip()
         if not line:
             continue
         head, _, why = line.partition(":")
@@ -271,8 +255,7 @@ def check_reasons() -> list[tuple[str, str, str]]:
     return reasons
 
 
-def _reason(reasons: list[tuple[str, str, str]], kind: str,
-            path: str) -> str | None:
+def _reason(reasons: list[tuple[str, str, str]], kind: str, path: str) -> str | None:
     for k, glob, why in reasons:
         if k == kind and fnmatch(path, glob):
             return why
@@ -287,8 +270,8 @@ def run_checkpatch(files: list[Path], checkpatch: Path) -> CheckpatchReport:
     with open(log, "w") as out:
         for patch in files:
             proc = subprocess.run(
-                [str(checkpatch), "--strict", "--no-tree", "--show-types",
-                 str(patch)], capture_output=True, text=True)
+                [str(checkpatch), "--strict", "--no-tree", "--show-types", str(patch)], capture_output=True, text=True
+            )
             out.write(f"== {patch.name}\n{proc.stdout}{proc.stderr}")
             counts = [0, 0, 0]
             lines = proc.stdout.splitlines()
@@ -297,8 +280,7 @@ def run_checkpatch(files: list[Path], checkpatch: Path) -> CheckpatchReport:
                 if not m:
                     continue
                 level, kind, message = m.groups()
-                where = FINDING_FILE.match(lines[i + 1]) \
-                    if i + 1 < len(lines) else None
+                where = FINDING_FILE.match(lines[i + 1]) if i + 1 < len(lines) else None
                 path = where.group(1) if where else "(commit message)"
                 text = f"{patch.name}: {level}:{kind}: {message} ({path})"
                 if level == "ERROR":
@@ -320,9 +302,11 @@ def run_checkpatch(files: list[Path], checkpatch: Path) -> CheckpatchReport:
 def checkpatch_summary(report: CheckpatchReport) -> str:
     """The cover letter's checkpatch paragraph."""
     total = sum(report.checks.values())
-    lines = [f"scripts/checkpatch.pl --strict on every patch: "
-             f"{len(report.errors)} errors, {len(report.warnings)} warnings, "
-             f"{total} checks."]
+    lines = [
+        f"scripts/checkpatch.pl --strict on every patch: "
+        f"{len(report.errors)} errors, {len(report.warnings)} warnings, "
+        f"{total} checks."
+    ]
     if not total:
         return "\n".join(lines)
     lines.append("The checks that remain, and why they stay:")
@@ -349,18 +333,23 @@ def _wrap(text: str, width: int = 72) -> str:
         if not line.strip():
             out.append("")
             continue
-        out.append(textwrap.fill(body, width, initial_indent=first,
-                                 subsequent_indent="  " if first else "",
-                                 break_on_hyphens=False,
-                                 break_long_words=False))
+        out.append(
+            textwrap.fill(
+                body,
+                width,
+                initial_indent=first,
+                subsequent_indent="  " if first else "",
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+        )
     return "\n".join(out)
 
 
 def arm64_sentence() -> str:
     """What the last check-patches run found on arm64, for the cover letter."""
     if not CHECK_RESULTS.exists():
-        return ("arm64: cross-built and tested by `make check-patches`, "
-                "which has not run in this build directory.")
+        return "arm64: cross-built and tested by `make check-patches`, which has not run in this build directory."
     res = json.loads(CHECK_RESULTS.read_text())
     arm = res.get("arm64", {})
     text = arm.get("summary")
@@ -371,8 +360,7 @@ def fill_cover_letter(cover: Path, report: CheckpatchReport) -> None:
     template = COVER_LETTER.read_text().rstrip("\n")
     subject, _, body = template.partition("\n")
     body = body.strip("\n")
-    body = body.replace("CHECKPATCH_SUMMARY",
-                        _wrap(checkpatch_summary(report)))
+    body = body.replace("CHECKPATCH_SUMMARY", _wrap(checkpatch_summary(report)))
     body = body.replace("ARM64_RESULT", _wrap(arm64_sentence()))
     text = cover.read_text()
     if "*** SUBJECT HERE ***" not in text or "*** BLURB HERE ***" not in text:
@@ -389,21 +377,28 @@ def make_patches() -> tuple[list[Path], CheckpatchReport]:
     found is in the report (see require_clean()).
     """
     patches = plan()
-    stage(f"rebuilding the history of {len(patches)} patches "
-          f"({WORK.relative_to(REPO)}/git)")
+    stage(f"rebuilding the history of {len(patches)} patches ({WORK.relative_to(REPO)}/git)")
     repo = build_history(patches)
     shutil.rmtree(OUT, ignore_errors=True)
-    _git(repo, "format-patch", "-q", "--cover-letter", "--no-signature",
-         "--zero-commit", "-o", str(OUT), f"HEAD~{len(patches)}..HEAD",
-         env=_identity(patches[0].path))
+    _git(
+        repo,
+        "format-patch",
+        "-q",
+        "--cover-letter",
+        "--no-signature",
+        "--zero-commit",
+        "-o",
+        str(OUT),
+        f"HEAD~{len(patches)}..HEAD",
+        env=_identity(patches[0].path),
+    )
     files = sorted(OUT.glob("*.patch"))
     cover, series = files[0], files[1:]
     kbuild.extract()  # for scripts/checkpatch.pl
     stage(f"checkpatch --strict on {len(series)} patches")
     report = run_checkpatch(series, kbuild.TREE / "scripts" / "checkpatch.pl")
     fill_cover_letter(cover, report)
-    stage(f"series written to {OUT.relative_to(REPO)}/: {len(files)} files "
-          f"(log: {log_path('checkpatch-series')})")
+    stage(f"series written to {OUT.relative_to(REPO)}/: {len(files)} files (log: {log_path('checkpatch-series')})")
     return files, report
 
 
@@ -411,14 +406,12 @@ def require_clean(report: CheckpatchReport) -> None:
     """Raise StepFailed on an error, a warning or an unjustified check."""
     if report.ok:
         return
-    problems = report.errors + report.warnings + [
-        f"{u} -- not justified in {show(CHECK_REASONS)}"
-        for u in report.unjustified]
-    raise StepFailed("checkpatch --strict on the series:\n  "
-                     + "\n  ".join(problems))
+    problems = report.errors + report.warnings + [f"{u} -- not justified in {show(CHECK_REASONS)}" for u in report.unjustified]
+    raise StepFailed("checkpatch --strict on the series:\n  " + "\n  ".join(problems))
 
 
 # ---- make check-patches ------------------------------------------------
+
 
 def _fresh_tree() -> Path:
     tree = WORK / "linux"
@@ -429,8 +422,7 @@ def _fresh_tree() -> Path:
 
 def _bisect_fragments() -> list[Path]:
     """The plain guest kernel's configuration, so ccache serves most steps."""
-    return [kbuild.CONFIGS / "guest.config",
-            REPO / kbuild.SELFTEST_DIR / "config"]
+    return [kbuild.CONFIGS / "guest.config", REPO / kbuild.SELFTEST_DIR / "config"]
 
 
 def _warnings(log: Path, since: int) -> list[str]:
@@ -439,8 +431,7 @@ def _warnings(log: Path, since: int) -> list[str]:
 
 
 def _log_lines(log: Path) -> int:
-    return len(log.read_text(errors="replace").splitlines()) \
-        if log.exists() else 0
+    return len(log.read_text(errors="replace").splitlines()) if log.exists() else 0
 
 
 def _configured_objects(tree: Path, obj: Path) -> list[str]:
@@ -450,13 +441,11 @@ def _configured_objects(tree: Path, obj: Path) -> list[str]:
     touched_check.c) is left out when its option is off, as the kernel
     build leaves it out.
     """
-    config = (obj / ".config").read_text(errors="replace") \
-        if (obj / ".config").exists() else ""
+    config = (obj / ".config").read_text(errors="replace") if (obj / ".config").exists() else ""
     enabled = set(re.findall(r"^(CONFIG_\w+)=y$", config, re.M))
     makefile = (tree / "mm" / "Makefile").read_text(errors="replace")
     objects = []
-    for symbol, names in re.findall(r"^obj-\$\((CONFIG_\w+)\)\s*\+=(.*)$",
-                                    makefile, re.M):
+    for symbol, names in re.findall(r"^obj-\$\((CONFIG_\w+)\)\s*\+=(.*)$", makefile, re.M):
         for name in names.split():
             if name.startswith("touched_") and symbol in enabled:
                 objects.append(f"mm/{name}")
@@ -465,22 +454,29 @@ def _configured_objects(tree: Path, obj: Path) -> list[str]:
 
 def build_step(tree: Path, obj: Path, label: str) -> list[str]:
     """Configure and build @tree; return the compiler warnings."""
-    kbuild.configure_tree(tree, obj, _bisect_fragments(), "series-x86",
-                          check=False)
+    kbuild.configure_tree(tree, obj, _bisect_fragments(), "series-x86", check=False)
     log = log_path("series-build")
     start = _log_lines(log)
     cc = "ccache gcc" if shutil.which("ccache") else "gcc"
-    run_logged(f"kernel build after {label}",
-               ["make", "-C", tree, f"O={obj}", f"-j{kbuild._jobs()}",
-                f"CC={cc}", "bzImage"], log, append=True,
-               env=kbuild.BUILD_ENV, excerpt=kbuild.BUILD_ERRORS)
+    run_logged(
+        f"kernel build after {label}",
+        ["make", "-C", tree, f"O={obj}", f"-j{kbuild._jobs()}", f"CC={cc}", "bzImage"],
+        log,
+        append=True,
+        env=kbuild.BUILD_ENV,
+        excerpt=kbuild.BUILD_ERRORS,
+    )
     ours = _configured_objects(tree, obj)
     if ours:
         # W=1 for the new files only: the rest of the tree is not W=1 clean.
-        run_logged(f"W=1 build of the new files after {label}",
-                   ["make", "-C", tree, f"O={obj}", f"CC={cc}", "W=1",
-                    *ours], log, append=True, env=kbuild.BUILD_ENV,
-                   excerpt=kbuild.BUILD_ERRORS)
+        run_logged(
+            f"W=1 build of the new files after {label}",
+            ["make", "-C", tree, f"O={obj}", f"CC={cc}", "W=1", *ours],
+            log,
+            append=True,
+            env=kbuild.BUILD_ENV,
+            excerpt=kbuild.BUILD_ERRORS,
+        )
     return _warnings(log, start)
 
 
@@ -505,51 +501,43 @@ def check_patches(arm64: bool = True, boot: bool = True) -> int:
         t0 = time.monotonic()
         stage(f"[{i}/{len(series)}] applying and building {patch.name}")
         try:
-            run_logged(f"git apply {patch.name}",
-                       ["git", "apply", "--check", patch],
-                       log_path("series-apply"), cwd=tree, env=alone)
-            run_logged(f"git apply {patch.name}", ["git", "apply", patch],
-                       log_path("series-apply"), cwd=tree, append=True,
-                       env=alone)
+            run_logged(f"git apply {patch.name}", ["git", "apply", "--check", patch], log_path("series-apply"), cwd=tree, env=alone)
+            run_logged(
+                f"git apply {patch.name}", ["git", "apply", patch], log_path("series-apply"), cwd=tree, append=True, env=alone
+            )
         except StepFailed as e:
-            raise StepFailed(f"{patch.name} does not apply to the tree "
-                             f"left by the patches before it\n{e}") from None
+            raise StepFailed(f"{patch.name} does not apply to the tree left by the patches before it\n{e}") from None
         warnings = build_step(tree, obj, patch.name)
         problems += [f"{patch.name}: {w}" for w in warnings]
-        step: dict[str, object] = {"build_s": round(time.monotonic() - t0, 1),
-                                   "warnings": len(warnings)}
+        step: dict[str, object] = {"build_s": round(time.monotonic() - t0, 1), "warnings": len(warnings)}
         selftests = tree / kbuild.SELFTEST_DIR
         if selftests.is_dir() and "selftests" not in results:
             stage("building the selftests the series adds")
-            run_logged("make headers", ["make", "-C", tree, f"O={obj}",
-                                        "headers"], log_path("series-headers"))
+            run_logged("make headers", ["make", "-C", tree, f"O={obj}", "headers"], log_path("series-headers"))
             out = WORK / "selftests"
             out.mkdir(parents=True, exist_ok=True)
             log = log_path("series-selftests")
-            run_logged("selftest build",
-                       ["make", "-C", selftests, f"OUTPUT={out}",
-                        f"KHDR_INCLUDES=-isystem {obj / 'usr' / 'include'}"],
-                       log, excerpt=kbuild.BUILD_ERRORS)
+            run_logged(
+                "selftest build",
+                ["make", "-C", selftests, f"OUTPUT={out}", f"KHDR_INCLUDES=-isystem {obj / 'usr' / 'include'}"],
+                log,
+                excerpt=kbuild.BUILD_ERRORS,
+            )
             found = _warnings(log, 0)
             problems += [f"selftests: {w}" for w in found]
-            results["selftests"] = {"built": sorted(
-                p.name for p in out.iterdir() if os.access(p, os.X_OK)),
-                "warnings": len(found)}
-        if (tree / "Documentation/userspace-api/touched_sweep.rst").exists() \
-                and "docs" not in results:
+            results["selftests"] = {"built": sorted(p.name for p in out.iterdir() if os.access(p, os.X_OK)), "warnings": len(found)}
+        if (tree / "Documentation/userspace-api/touched_sweep.rst").exists() and "docs" not in results:
             results["docs"] = docs_check(tree, problems)
         steps[patch.name] = step
     results["patches"] = steps
-    differ = [rel for rel, data in kbuild.desired_content().items()
-              if not (tree / rel).exists() or (tree / rel).read_bytes() != data]
+    differ = [
+        rel for rel, data in kbuild.desired_content().items() if not (tree / rel).exists() or (tree / rel).read_bytes() != data
+    ]
     if differ:
-        raise StepFailed("after the series the tree differs from what the "
-                         f"build uses in: {', '.join(differ)}")
+        raise StepFailed(f"after the series the tree differs from what the build uses in: {', '.join(differ)}")
     if arm64:
         results["arm64"] = arm64_check(tree, boot, problems)
-    results["checkpatch"] = {"errors": len(report.errors),
-                             "warnings": len(report.warnings),
-                             "checks": sum(report.checks.values())}
+    results["checkpatch"] = {"errors": len(report.errors), "warnings": len(report.warnings), "checks": sum(report.checks.values())}
     results["seconds"] = round(time.monotonic() - started)
     CHECK_RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     # The cover letter reports the arm64 result just measured.
@@ -561,30 +549,24 @@ def check_patches(arm64: bool = True, boot: bool = True) -> int:
 def docs_check(tree: Path, problems: list[str]) -> dict[str, object]:
     """kernel-doc on the new sources and headers, and the Sphinx build."""
     stage("kernel-doc on the new sources and headers")
-    sources = sorted(rel for rel in kbuild.overlay_content()
-                     if rel.endswith((".c", ".h"))
-                     and not rel.startswith("tools/"))
+    sources = sorted(rel for rel in kbuild.overlay_content() if rel.endswith((".c", ".h")) and not rel.startswith("tools/"))
     found = docs.kernel_doc_warnings(tree, sources)
     problems += [f"kernel-doc: {w}" for w in found]
-    result: dict[str, object] = {"kernel_doc_files": len(sources),
-                                 "kernel_doc_warnings": len(found)}
+    result: dict[str, object] = {"kernel_doc_files": len(sources), "kernel_doc_warnings": len(found)}
     if shutil.which("sphinx-build"):
         stage("building the documentation the series adds (Sphinx)")
         t0 = time.monotonic()
-        found = docs.build_htmldocs(tree, WORK / "docs",
-                                        ["userspace-api", "admin-guide/mm"])
+        found = docs.build_htmldocs(tree, WORK / "docs", ["userspace-api", "admin-guide/mm"])
         problems += [f"htmldocs: {w}" for w in found]
         result["htmldocs_warnings"] = len(found)
         result["htmldocs_s"] = round(time.monotonic() - t0)
     else:
         result["htmldocs"] = "sphinx-build not installed"
-        problems.append("htmldocs: sphinx-build is not installed "
-                        "(tools/testing/harness/install-deps --patches)")
+        problems.append("htmldocs: sphinx-build is not installed (tools/testing/harness/install-deps --patches)")
     return result
 
 
-def arm64_check(tree: Path, boot: bool, problems: list[str]) -> dict[str,
-                                                                     object]:
+def arm64_check(tree: Path, boot: bool, problems: list[str]) -> dict[str, object]:
     """Cross-build the series' tree for arm64; boot it and run the selftests."""
     import arm64  # imports suite, which imports this module
 
@@ -598,20 +580,21 @@ def arm64_check(tree: Path, boot: bool, problems: list[str]) -> dict[str,
         result["summary"] = "arm64: the cross-build FAILED."
         return result
     result["build_s"] = round(time.monotonic() - t0)
-    built = ("arm64: the series cross-builds with aarch64-linux-gnu-gcc "
-             "(tinyconfig plus the selftests' options, lockdep and "
-             "DEBUG_VM; no MEM_SOFT_DIRTY, which arm64 lacks)")
+    built = (
+        "arm64: the series cross-builds with aarch64-linux-gnu-gcc "
+        "(tinyconfig plus the selftests' options, lockdep and "
+        "DEBUG_VM; no MEM_SOFT_DIRTY, which arm64 lacks)"
+    )
     if not boot:
         result["summary"] = built + "; it was not booted."
         return result
     stage("booting arm64 (qemu-system-aarch64, TCG) to run the selftests")
-    booted = arm64.boot_arm64(image, initramfs, stream=False,
-                              results=out / "results")
+    booted = arm64.boot_arm64(image, initramfs, stream=False, results=out / "results")
     result["boot_s"] = round(booted.times.get("boot+tests", 0.0))
-    result["tests"] = {t.name: {"passed": t.counts.passed,
-                                "failed": t.counts.failed,
-                                "skipped": t.counts.skipped,
-                                "status": t.status} for t in booted.tests}
+    result["tests"] = {
+        t.name: {"passed": t.counts.passed, "failed": t.counts.failed, "skipped": t.counts.skipped, "status": t.status}
+        for t in booted.tests
+    }
     result["splats"] = booted.splats
     problems += [f"arm64 guest: {why}" for why in booted.problems()]
     passed = sum(t.counts.passed for t in booted.tests)
@@ -622,36 +605,32 @@ def arm64_check(tree: Path, boot: bool, problems: list[str]) -> dict[str,
         f"(-cpu {arm64.DEFAULT_CPU}, hardware dirty-bit management on), it "
         f"runs the {len(booted.tests)} selftest programs: {passed} passed, "
         f"{failed} failed, {skipped} skipped"
-        + (", console clean" if not booted.splats
-           else f", {len(booted.splats)} kernel splats")
-        + f"; boot and tests took {result['boot_s']} s.")
+        + (", console clean" if not booted.splats else f", {len(booted.splats)} kernel splats")
+        + f"; boot and tests took {result['boot_s']} s."
+    )
     return result
 
 
-def print_check_summary(results: dict[str, object],
-                        problems: list[str]) -> None:
+def print_check_summary(results: dict[str, object], problems: list[str]) -> None:
     steps = results["patches"]
     assert isinstance(steps, dict)
-    print(f"\ncheck-patches: {len(steps)} patches applied and built one by "
-          f"one; {results['seconds']} s in all")
+    print(f"\ncheck-patches: {len(steps)} patches applied and built one by one; {results['seconds']} s in all")
     for name, step in steps.items():
-        print(f"  {name[:56]:56} {step['build_s']:6.1f} s, "
-              f"{step['warnings']} warnings")
+        print(f"  {name[:56]:56} {step['build_s']:6.1f} s, {step['warnings']} warnings")
     selftests = results.get("selftests")
     if isinstance(selftests, dict):
-        print(f"  selftests: {len(selftests['built'])} built, "
-              f"{selftests['warnings']} warnings")
+        print(f"  selftests: {len(selftests['built'])} built, {selftests['warnings']} warnings")
     docs_result = results.get("docs")
     if isinstance(docs_result, dict):
-        print(f"  kernel-doc: {docs_result['kernel_doc_warnings']} warnings "
-              f"in {docs_result['kernel_doc_files']} files; Sphinx: "
-              f"{docs_result.get('htmldocs_warnings', 'not run')} warnings"
-              + (f" ({docs_result['htmldocs_s']} s)"
-                 if "htmldocs_s" in docs_result else ""))
+        print(
+            f"  kernel-doc: {docs_result['kernel_doc_warnings']} warnings "
+            f"in {docs_result['kernel_doc_files']} files; Sphinx: "
+            f"{docs_result.get('htmldocs_warnings', 'not run')} warnings"
+            + (f" ({docs_result['htmldocs_s']} s)" if "htmldocs_s" in docs_result else "")
+        )
     arm = results.get("arm64")
     if isinstance(arm, dict):
-        print("  " + textwrap.fill(str(arm.get("summary")), 76,
-                                   subsequent_indent="    "))
+        print("  " + textwrap.fill(str(arm.get("summary")), 76, subsequent_indent="    "))
     print(f"  checkpatch --strict: {results['checkpatch']}")
     if problems:
         print(f"check-patches: {len(problems)} problem(s):")

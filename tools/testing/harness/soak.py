@@ -29,27 +29,30 @@ FUZZ_CALLS = 1_000_000
 OVERHEAD = 900
 
 # TAP logs the guest writes, and their names in the summary.
-PROGRAMS = {"stress.tap": "lost writes",
-            "fuzz.tap": "fuzz",
-            "fault.tap": "fault injection"}
+PROGRAMS = {"stress.tap": "lost writes", "fuzz.tap": "fuzz", "fault.tap": "fault injection"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=int, default=DURATION, metavar="SECONDS",
-                   help="how long the lost-write stress runs "
-                        "(default: %(default)s)")
-    p.add_argument("--fuzz-calls", type=int, default=FUZZ_CALLS, metavar="N",
-                   help="calls the fuzzer makes (default: %(default)s)")
+    p.add_argument(
+        "--duration",
+        type=int,
+        default=DURATION,
+        metavar="SECONDS",
+        help="how long the lost-write stress runs (default: %(default)s)",
+    )
+    p.add_argument("--fuzz-calls", type=int, default=FUZZ_CALLS, metavar="N", help="calls the fuzzer makes (default: %(default)s)")
 
 
 def findings(tap: Path) -> list[str]:
     """The programs' own summary lines: what was checked, and how much."""
     if not tap.exists():
         return []
-    keep = re.compile(r"^# .*(writes|calls|injected|fault points|"
-                      r"mismatch|errno)", re.IGNORECASE)
-    return [line for line in tap.read_text(errors="replace").splitlines()
-            if keep.search(line)]
+    keep = re.compile(
+        r"^# .*(writes|calls|injected|fault points|"
+        r"mismatch|errno)",
+        re.IGNORECASE,
+    )
+    return [line for line in tap.read_text(errors="replace").splitlines() if keep.search(line)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     opts.env["HARNESS_SELFTESTS"] = str(selftest.parent)
     opts.env["HARNESS_SOAK_SECONDS"] = str(args.duration)
     opts.env["HARNESS_SOAK_FUZZ_CALLS"] = str(args.fuzz_calls)
-    stage(f"soak: stress for {args.duration} s, {args.fuzz_calls} fuzz "
-          f"calls, fault injection (guest timeout {opts.timeout:.0f} s)")
+    stage(f"soak: stress for {args.duration} s, {args.fuzz_calls} fuzz calls, fault injection (guest timeout {opts.timeout:.0f} s)")
     result = vm.run(image, [str(GUEST_SOAK)], opts, stream=True)
     vm.report(result)
 
@@ -91,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
     for c in counts:
         print(summary_line(c))
     console_ok = not result.splats
-    print(f"{'guest console':16} " + ("clean" if console_ok else
-                                      f"PROBLEMS ({len(result.splats)})"))
+    print(f"{'guest console':16} " + ("clean" if console_ok else f"PROBLEMS ({len(result.splats)})"))
     print(f"results: {RESULTS}; guest console: {result.console_log}")
     ok = all(c.ok for c in counts) and console_ok and result.exit_code == 0
     return 0 if ok else 1

@@ -75,8 +75,11 @@ def tap_counts(name: str, path: Path) -> Counts:
     if not path.exists():
         return Counts(name, note="no TAP output")
     text = path.read_text(errors="replace")
-    m = re.search(r"# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) "
-                  r"skip:(\d+) error:(\d+)", text)
+    m = re.search(
+        r"# Totals: pass:(\d+) fail:(\d+) xfail:(\d+) xpass:(\d+) "
+        r"skip:(\d+) error:(\d+)",
+        text,
+    )
     if not m:
         return Counts(name, note="TAP output has no totals (crashed?)")
     p, f, xf, xp, s, e = map(int, m.groups())
@@ -91,9 +94,9 @@ def tap_counts(name: str, path: Path) -> Counts:
 def run_host_tests() -> Counts:
     stage("host tests: pytest tests/host")
     xml = RESULTS / "host-pytest.xml"
-    subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                     "-q", "-rfEs", "tests/host", f"--junitxml={xml}"],
-                    cwd=REPO)
+    subprocess.call(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "tests/host", f"--junitxml={xml}"], cwd=REPO
+    )
     return junit_counts("host pytest", xml)
 
 
@@ -104,8 +107,7 @@ def run_checkpatch() -> Counts:
     warning and no check that kernel/patches/checkpatch-checks does not
     justify; the whole stage fails if the series cannot be built.
     """
-    stage("the upstream series (make patches): apply in order, "
-          "checkpatch --strict")
+    stage("the upstream series (make patches): apply in order, checkpatch --strict")
     c = Counts("checkpatch")
     try:
         _, report = series.make_patches()
@@ -122,18 +124,15 @@ def run_checkpatch() -> Counts:
             c.failed += 1
         else:
             c.passed += 1
-    c.info = (f"{len(report.per_patch)} patches, "
-              f"{sum(report.checks.values())} justified checks")
+    c.info = f"{len(report.per_patch)} patches, {sum(report.checks.values())} justified checks"
     return c
 
 
 def _lint_run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run a lint tool from the repository, with build/lint-tools importable."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(LINT_TOOLS), env.get("PYTHONPATH")) if p)
-    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True,
-                          text=True)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(LINT_TOOLS), env.get("PYTHONPATH")) if p)
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
 
 
 def _has_module(name: str) -> bool:
@@ -159,11 +158,9 @@ def run_ruff() -> Counts:
     # The ruff binary pip installed beside the package, which `python -m
     # ruff` might not pick over another one of the interpreter's.
     binary = LINT_TOOLS / "bin" / "ruff"
-    ruff = [str(binary)] if binary.exists() else [sys.executable, "-m",
-                                                   "ruff"]
+    ruff = [str(binary)] if binary.exists() else [sys.executable, "-m", "ruff"]
     listed = _lint_run([*ruff, "check", "--show-files", *RUFF_PATHS])
-    checked = _lint_run([*ruff, "check", "--output-format", "json",
-                         *RUFF_PATHS])
+    checked = _lint_run([*ruff, "check", "--output-format", "json", *RUFF_PATHS])
     if listed.returncode != 0 or checked.returncode not in (0, 1):
         print((listed.stderr + checked.stderr).strip(), flush=True)
         return Counts("ruff", note="ruff did not run")
@@ -171,25 +168,51 @@ def run_ruff() -> Counts:
     for f in findings:
         where = Path(f["filename"]).relative_to(REPO)
         loc = f["location"]
-        print(f"{where}:{loc['row']}:{loc['column']}: {f['code']} "
-              f"{f['message']}", flush=True)
+        print(f"{where}:{loc['row']}:{loc['column']}: {f['code']} {f['message']}", flush=True)
     files = [line for line in listed.stdout.splitlines() if line]
     return ruff_counts(files, findings)
 
 
+def ruff_format_counts(output: str) -> Counts:
+    """Counts from ``ruff format --check``: a file it would change fails."""
+    # Older ruff says "Would reformat: FILE", newer "FILE:L:C: unformatted: ...".
+    bad = sorted(set(re.findall(r"^(?:Would reformat: (.+)|(.+?):\d+:\d+: unformatted: .*)$", output, re.M)))
+    bad = [old or new for old, new in bad]
+    m = re.search(r"(\d+) files? already formatted", output)
+    c = Counts("ruff format", passed=int(m.group(1)) if m else 0, failed=len(bad), failures=bad)
+    if not m and not bad:
+        c.note = "ruff format did not run"
+    return c
+
+
+def run_ruff_format() -> Counts:
+    stage("lint: ruff format --check " + " ".join(RUFF_PATHS))
+    if not _has_module("ruff"):
+        return Counts("ruff format", note="ruff is not installed (make deps)")
+    binary = LINT_TOOLS / "bin" / "ruff"
+    ruff = [str(binary)] if binary.exists() else [sys.executable, "-m", "ruff"]
+    proc = _lint_run([*ruff, "format", "--check", "--output-format", "concise", *RUFF_PATHS])
+    c = ruff_format_counts(proc.stdout + proc.stderr)
+    for name in c.failures:
+        print(f"{name}: not formatted (run: ruff format {name})", flush=True)
+    return c
+
+
 def mypy_counts(output: str) -> Counts:
     """Counts from mypy's closing line: a file with errors is a failure."""
-    m = re.search(r"^Success: no issues found in (\d+) source file",
-                  output, re.M)
+    m = re.search(r"^Success: no issues found in (\d+) source file", output, re.M)
     if m:
         return Counts("mypy", passed=int(m.group(1)))
-    m = re.search(r"^Found (\d+) errors? in (\d+) files? "
-                  r"\(checked (\d+) source files?\)", output, re.M)
+    m = re.search(
+        r"^Found (\d+) errors? in (\d+) files? "
+        r"\(checked (\d+) source files?\)",
+        output,
+        re.M,
+    )
     if not m:
         return Counts("mypy", note="mypy did not finish")
     errors, bad, checked = map(int, m.groups())
-    return Counts("mypy", passed=checked - bad, failed=bad,
-                  info=f"{errors} error(s)")
+    return Counts("mypy", passed=checked - bad, failed=bad, info=f"{errors} error(s)")
 
 
 def run_mypy() -> Counts:
@@ -204,13 +227,12 @@ def run_mypy() -> Counts:
 
 
 def run_lint() -> list[Counts]:
-    """ruff and mypy over the Python code; a few seconds."""
-    return [run_ruff(), run_mypy()]
+    """ruff (lint and format) and mypy over the Python code; a few seconds."""
+    return [run_ruff(), run_ruff_format(), run_mypy()]
 
 
 def summary_line(c: Counts) -> str:
-    line = (f"{c.name:16} {c.passed:4} passed, {c.failed:3} failed, "
-            f"{c.skipped:3} skipped")
+    line = f"{c.name:16} {c.passed:4} passed, {c.failed:3} failed, {c.skipped:3} skipped"
     remark = c.note or c.info
     return line + (f"  ({remark})" if remark else "")
 
@@ -245,14 +267,15 @@ def lint() -> int:
 # the summary gives them.
 # kmemleak's report, written by guest-suite when the kernel has kmemleak.
 KMEMLEAK = "kmemleak.txt"
-KSELFTESTS = {"touched_sweep_test.tap": "kselftest args",
-              "touched_sweep_core_test.tap": "kselftest core",
-              "touched_sweep_fault_test.tap": "kselftest fault",
-              "touched_sweep_stress.tap": "kselftest stress"}
+KSELFTESTS = {
+    "touched_sweep_test.tap": "kselftest args",
+    "touched_sweep_core_test.tap": "kselftest core",
+    "touched_sweep_fault_test.tap": "kselftest fault",
+    "touched_sweep_stress.tap": "kselftest stress",
+}
 
 
-def run_guest_tests(args: argparse.Namespace,
-                    image: Path) -> tuple[list[Counts], vm.RunResult]:
+def run_guest_tests(args: argparse.Namespace, image: Path) -> tuple[list[Counts], vm.RunResult]:
     selftest = kbuild.build_selftests(args.flavour)
     # Not run here (make bench does), but kept compiling.
     bench.compile_bench(args.flavour)
@@ -265,8 +288,7 @@ def run_guest_tests(args: argparse.Namespace,
     # lack some of what the upstream tests use (CONFIG_GUP_TEST).
     run_mm = args.flavour == "debug"
     if run_mm:
-        mm_dir = mmselftests.build(kbuild.TREE,
-                                   kbuild.headers_dir(args.flavour))
+        mm_dir = mmselftests.build(kbuild.TREE, kbuild.headers_dir(args.flavour))
         opts.env["HARNESS_MM_SELFTESTS"] = str(mm_dir)
     stage(f"guest tests on the {args.flavour} kernel")
     result = vm.run(image, [str(GUEST_SUITE)], opts, stream=True)
@@ -275,8 +297,7 @@ def run_guest_tests(args: argparse.Namespace,
         src = result.out_dir / name
         if src.exists():
             (RESULTS / name).write_bytes(src.read_bytes())
-    counts = [tap_counts(label, RESULTS / name)
-              for name, label in KSELFTESTS.items()]
+    counts = [tap_counts(label, RESULTS / name) for name, label in KSELFTESTS.items()]
     for c, name in zip(counts, KSELFTESTS, strict=True):
         c.info = tap_figures(RESULTS / name)
     counts.append(junit_counts("guest pytest", RESULTS / "guest-pytest.xml"))
@@ -288,14 +309,15 @@ def run_guest_tests(args: argparse.Namespace,
 
 
 GUEST_AUDIT = REPO / "tools" / "testing" / "harness" / "guest-audit"
-AUDIT_TESTS = {"audit-touched_sweep_test.tap": "audit interface",
-               "audit-touched_sweep_core_test.tap": "audit core",
-               "audit-touched_sweep_fault_test.tap": "audit fault",
-               "audit-touched_sweep_stress.tap": "audit stress"}
+AUDIT_TESTS = {
+    "audit-touched_sweep_test.tap": "audit interface",
+    "audit-touched_sweep_core_test.tap": "audit core",
+    "audit-touched_sweep_fault_test.tap": "audit fault",
+    "audit-touched_sweep_stress.tap": "audit stress",
+}
 
 
-def run_audit_boot(args: argparse.Namespace,
-                   image: Path) -> tuple[list[Counts], vm.RunResult]:
+def run_audit_boot(args: argparse.Namespace, image: Path) -> tuple[list[Counts], vm.RunResult]:
     """A second boot with CONFIG_DEBUG_TOUCHED_SWEEP's content audit on.
 
     The project's kselftests and a shorter stress run again, then the
@@ -308,11 +330,9 @@ def run_audit_boot(args: argparse.Namespace,
     opts = vm.options_from_args(args)
     opts.cmdline = f"numa=fake=2 touched_check.audit=1 {opts.cmdline}".strip()
     opts.env["HARNESS_SELFTESTS"] = str(selftest.parent)
-    opts.env["HARNESS_MM_SELFTESTS"] = str(
-        mmselftests.build(kbuild.TREE, kbuild.headers_dir(args.flavour)))
+    opts.env["HARNESS_MM_SELFTESTS"] = str(mmselftests.build(kbuild.TREE, kbuild.headers_dir(args.flavour)))
     stage("audit boot: the debug check of touched_sweep's promise")
-    result = vm.run(image, [str(GUEST_AUDIT)], opts, stream=True,
-                    name="audit")
+    result = vm.run(image, [str(GUEST_AUDIT)], opts, stream=True, name="audit")
     vm.report(result)
     counts = []
     for name, label in AUDIT_TESTS.items():
@@ -384,8 +404,7 @@ def tap_figures(path: Path) -> str:
 def mm_counts(results: dict[str, mmselftests.TestResult]) -> Counts:
     """Upstream mm selftests: a failure is a case that regressed."""
     cmp = mmselftests.compare(results)
-    c = Counts("upstream mm", passed=cmp.passed, failed=len(cmp.regressions),
-               skipped=cmp.skipped, failures=cmp.regressions)
+    c = Counts("upstream mm", passed=cmp.passed, failed=len(cmp.regressions), skipped=cmp.skipped, failures=cmp.regressions)
     for line in cmp.regressions:
         print(f"upstream mm selftest regression: {line}", flush=True)
     if cmp.known_failures:
@@ -428,11 +447,9 @@ def run_suite(args: argparse.Namespace) -> int:
     passed = sum(c.passed for c in counts)
     failed = sum(c.failed for c in [*counts, console])
     skipped = sum(c.skipped for c in counts)
-    ok = (all(c.ok for c in [*counts, console]) and
-          all(r.exit_code == 0 for r in results))
+    ok = all(c.ok for c in [*counts, console]) and all(r.exit_code == 0 for r in results)
     if not ok and failed == 0:
         failed = 1  # a run that did not finish counts as a failure
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    print(f"results: {RESULTS}; guest console: "
-          f"{', '.join(str(r.console_log) for r in results)}")
+    print(f"results: {RESULTS}; guest console: {', '.join(str(r.console_log) for r in results)}")
     return 0 if ok else 1

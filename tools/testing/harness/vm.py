@@ -77,43 +77,56 @@ class RunResult:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=float, default=RunOptions.timeout,
-                   help="wall-clock limit for the whole boot, in seconds; "
-                        "QEMU is killed when it runs out (default: %(default)s)")
-    p.add_argument("--accel", choices=["auto", "tcg", "kvm"], default="auto",
-                   help="auto uses KVM only if a probe shows it works, "
-                        "else TCG (default: auto)")
-    p.add_argument("--memory", default=RunOptions.memory,
-                   help="guest memory (default: %(default)s)")
-    p.add_argument("--cpus", type=int, default=RunOptions.cpus,
-                   help="guest vCPUs (default: %(default)s)")
-    p.add_argument("--cmdline", default="",
-                   help="extra kernel command-line parameters")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=RunOptions.timeout,
+        help="wall-clock limit for the whole boot, in seconds; QEMU is killed when it runs out (default: %(default)s)",
+    )
+    p.add_argument(
+        "--accel",
+        choices=["auto", "tcg", "kvm"],
+        default="auto",
+        help="auto uses KVM only if a probe shows it works, else TCG (default: auto)",
+    )
+    p.add_argument("--memory", default=RunOptions.memory, help="guest memory (default: %(default)s)")
+    p.add_argument("--cpus", type=int, default=RunOptions.cpus, help="guest vCPUs (default: %(default)s)")
+    p.add_argument("--cmdline", default="", help="extra kernel command-line parameters")
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(timeout=args.timeout, accel=args.accel,
-                      memory=args.memory, cpus=args.cpus,
-                      cmdline=args.cmdline)
+    return RunOptions(timeout=args.timeout, accel=args.accel, memory=args.memory, cpus=args.cpus, cmdline=args.cmdline)
 
 
 def _qemu() -> str:
     path = shutil.which("qemu-system-x86_64")
     if not path:
-        raise StepFailed("qemu-system-x86_64 not found "
-                         "(apt-get install qemu-system-x86)")
+        raise StepFailed("qemu-system-x86_64 not found (apt-get install qemu-system-x86)")
     return path
 
 
-def _base_argv(image: Path, accel: str, memory: str, cpus: int,
-               append: str) -> list[str]:
+def _base_argv(image: Path, accel: str, memory: str, cpus: int, append: str) -> list[str]:
     if accel == "kvm":
         accel_args = ["-accel", "kvm", "-cpu", "host"]
     else:
         accel_args = ["-accel", "tcg,thread=multi", "-cpu", "max"]
-    return [_qemu(), *accel_args, "-m", memory, "-smp", str(cpus),
-            "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-            "-kernel", str(image), "-append", append]
+    return [
+        _qemu(),
+        *accel_args,
+        "-m",
+        memory,
+        "-smp",
+        str(cpus),
+        "-nographic",
+        "-no-reboot",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-kernel",
+        str(image),
+        "-append",
+        append,
+    ]
 
 
 def kvm_usable(image: Path | None = None, force: bool = False) -> tuple[bool, str]:
@@ -134,11 +147,9 @@ def kvm_usable(image: Path | None = None, force: bool = False) -> tuple[bool, st
     elif image is None or not image.exists():
         return False, "no kernel image to probe with yet"
     else:
-        argv = _base_argv(image, "kvm", "256M", 1,
-                          "console=ttyS0 panic=-1 root=/dev/nonexistent")
+        argv = _base_argv(image, "kvm", "256M", 1, "console=ttyS0 panic=-1 root=/dev/nonexistent")
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True,
-                                  timeout=30, errors="replace")
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, errors="replace")
             text = proc.stdout + proc.stderr
             if "VFS: Unable to mount root" in text or "Kernel panic" in text:
                 usable, why = True, "a probe guest booted under KVM"
@@ -148,8 +159,7 @@ def kvm_usable(image: Path | None = None, force: bool = False) -> tuple[bool, st
         except subprocess.TimeoutExpired:
             usable, why = False, "probe guest hung under KVM"
     BUILD.mkdir(parents=True, exist_ok=True)
-    KVM_PROBE_CACHE.write_text(json.dumps(
-        {"ident": ident, "usable": usable, "why": why}))
+    KVM_PROBE_CACHE.write_text(json.dumps({"ident": ident, "usable": usable, "why": why}))
     return usable, why
 
 
@@ -160,8 +170,7 @@ def _python_bin_dir() -> str:
 
 def _write_command(out_dir: Path, cmd: list[str], env: dict[str, str]) -> None:
     guest_env = {
-        "PATH": f"{_python_bin_dir()}:/usr/local/sbin:/usr/local/bin:"
-                "/usr/sbin:/usr/bin:/sbin:/bin",
+        "PATH": f"{_python_bin_dir()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
         "LANG": "C.UTF-8",
@@ -246,7 +255,6 @@ def _claim_run_dir(name: str = "") -> tuple[Path, Path, IO[bytes]]:
     raise AssertionError("unreachable")
 
 
-
 def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     """Wait for @proc, a session leader; kill its group at @timeout.
 
@@ -265,8 +273,8 @@ def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
         raise
     return False
 
-def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
-        *, stream: bool = False, name: str = "") -> RunResult:
+
+def run(image: Path, cmd: list[str], opts: RunOptions | None = None, *, stream: bool = False, name: str = "") -> RunResult:
     """Boot @image, run @cmd in the guest and return what happened.
 
     @name, if given, names the run's output directory and console log.
@@ -280,30 +288,37 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
     out_dir, console_log, lock = _claim_run_dir(name)
     _write_command(out_dir, cmd, opts.env)
 
-    append = " ".join([
-        "console=ttyS0", "panic=-1", "loglevel=6",
-        # Under TCG the clocksource watchdog, driven by emulated timer
-        # interrupts that lag under load, would mark the TSC unstable.
-        "tsc=reliable",
-        # ACPI interrupt-link setup stalls the boot for seconds per
-        # virtio device under TCG; PCI interrupt routing works without it.
-        "acpi=noirq",
-        "root=/dev/root", "rootfstype=9p", "ro",
-        "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose",
-        f"init={GUEST_INIT}",
-        opts.cmdline,
-    ]).strip()
+    append = " ".join(
+        [
+            "console=ttyS0",
+            "panic=-1",
+            "loglevel=6",
+            # Under TCG the clocksource watchdog, driven by emulated timer
+            # interrupts that lag under load, would mark the TSC unstable.
+            "tsc=reliable",
+            # ACPI interrupt-link setup stalls the boot for seconds per
+            # virtio device under TCG; PCI interrupt routing works without it.
+            "acpi=noirq",
+            "root=/dev/root",
+            "rootfstype=9p",
+            "ro",
+            "rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose",
+            f"init={GUEST_INIT}",
+            opts.cmdline,
+        ]
+    ).strip()
     argv = [
         *_base_argv(image, accel, opts.memory, opts.cpus, append),
-        "-fsdev", "local,id=root,path=/,readonly=on,security_model=none,"
-                  "multidevs=remap",
-        "-device", "virtio-9p-pci,fsdev=root,mount_tag=/dev/root",
-        "-fsdev", f"local,id=out,path={out_dir},security_model=none",
-        "-device", "virtio-9p-pci,fsdev=out,mount_tag=out",
+        "-fsdev",
+        "local,id=root,path=/,readonly=on,security_model=none,multidevs=remap",
+        "-device",
+        "virtio-9p-pci,fsdev=root,mount_tag=/dev/root",
+        "-fsdev",
+        f"local,id=out,path={out_dir},security_model=none",
+        "-device",
+        "virtio-9p-pci,fsdev=out,mount_tag=out",
     ]
-    stage(f"booting {show(image)} "
-          f"({accel}, {opts.cpus} vCPUs, {opts.memory}, timeout "
-          f"{opts.timeout:.0f}s; console: {console_log})")
+    stage(f"booting {show(image)} ({accel}, {opts.cpus} vCPUs, {opts.memory}, timeout {opts.timeout:.0f}s; console: {console_log})")
     follower = _Follower(out_dir / "output") if stream else None
     if follower:
         follower.start()
@@ -311,9 +326,7 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
     with open(console_log, "wb") as console:
         console.write(f"$ {shlex.join(argv)}\n".encode())
         console.flush()
-        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         timed_out = wait_or_kill(proc, opts.timeout)
     seconds = time.monotonic() - began
     lock.close()  # the run directory may be reused from here on
@@ -322,10 +335,8 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         follower.join()
 
     status_file = out_dir / "status"
-    status = (int(status_file.read_text().strip())
-              if status_file.exists() else None)
-    output = ((out_dir / "output").read_text(errors="replace")
-              if (out_dir / "output").exists() else "")
+    status = int(status_file.read_text().strip()) if status_file.exists() else None
+    output = (out_dir / "output").read_text(errors="replace") if (out_dir / "output").exists() else ""
     splats = find_splats(console_log.read_text(errors="replace"))
     if status is None or timed_out:
         exit_code = 124 if timed_out else 1
@@ -333,26 +344,28 @@ def run(image: Path, cmd: list[str], opts: RunOptions | None = None,
         exit_code = 1
     else:
         exit_code = status
-    return RunResult(exit_code=exit_code, command_status=status, output=output,
-                     console_log=console_log, out_dir=out_dir, splats=splats,
-                     timed_out=timed_out, accel=accel, seconds=seconds)
+    return RunResult(
+        exit_code=exit_code,
+        command_status=status,
+        output=output,
+        console_log=console_log,
+        out_dir=out_dir,
+        splats=splats,
+        timed_out=timed_out,
+        accel=accel,
+        seconds=seconds,
+    )
 
 
 def report(result: RunResult) -> None:
     """Say how the guest run ended, with console excerpts for splats."""
     for excerpt in result.splats:
-        print("---- kernel problem on the guest console ----\n"
-              f"{excerpt}\n---- end of excerpt ----", flush=True)
+        print(f"---- kernel problem on the guest console ----\n{excerpt}\n---- end of excerpt ----", flush=True)
     if result.timed_out:
-        stage(f"guest timed out after {result.seconds:.0f}s and was killed; "
-              f"console: {result.console_log}")
+        stage(f"guest timed out after {result.seconds:.0f}s and was killed; console: {result.console_log}")
     elif result.command_status is None:
-        stage("guest ended without the command finishing; console: "
-              f"{result.console_log}")
-        print("\n".join(result.console_log.read_text(
-            errors="replace").splitlines()[-30:]))
+        stage(f"guest ended without the command finishing; console: {result.console_log}")
+        print("\n".join(result.console_log.read_text(errors="replace").splitlines()[-30:]))
     else:
-        verdict = ("kernel problems found on the console"
-                   if result.splats else "console clean")
-        stage(f"guest run took {result.seconds:.0f}s; command exited "
-              f"{result.command_status}; {verdict}")
+        verdict = "kernel problems found on the console" if result.splats else "console clean"
+        stage(f"guest run took {result.seconds:.0f}s; command exited {result.command_status}; {verdict}")
