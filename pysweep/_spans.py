@@ -18,6 +18,7 @@ import attrs
 
 from pysweep import PAGE_SIZE, SweepResult
 from pysweep._syscall import SweepError
+from pysweep.maps import read_maps
 
 __all__ = ["BackendError", "Spans", "check_mapped", "limited_result", "mapped", "pagemap_runs"]
 
@@ -135,17 +136,7 @@ class Spans:
 def mapped(pid: int | str, start: int, end: int) -> Spans:
     """The parts of ``[start, end)`` covered by mappings of process ``pid``
     (``"self"`` for the caller), read from ``/proc/PID/maps``."""
-    found: list[Span] = []
-    with open(f"/proc/{pid}/maps", "rb") as maps:
-        for line in maps:
-            low, _, high = line.split(b" ", 1)[0].partition(b"-")
-            vma_start, vma_end = int(low, 16), int(high, 16)
-            if vma_end <= start:
-                continue
-            if vma_start >= end:
-                break
-            found.append((max(vma_start, start), min(vma_end, end)))
-    return Spans(found)
+    return Spans((max(m.start, start), min(m.end, end)) for m in read_maps(pid) if m.end > start and m.start < end)
 
 
 # Bytes per /proc/PID/pagemap entry; entries read per pread (4 GiB of

@@ -28,32 +28,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pysweep import PAGE_SIZE, RangeFlag, SweepError, SweepResult, __version__
+from pysweep.maps import READ_ONLY_REASON, Mapping, mapped_window, read_maps, untrackable_reason
 from pysweep.tracker import BackendUnavailableError, Tracker, available_backends, backend_names
 
 if TYPE_CHECKING:
     from pysweep.dump import RoundStats
 
-__all__ = ["CliError", "Mapping", "build_parser", "main", "parse_range", "read_mappings"]
+__all__ = ["CliError", "build_parser", "main", "parse_range"]
 
 #: The backend whose tracking lives in the kernel, so that it outlives one command.
 KERNEL_BACKEND = "touched_sweep"
 
-#: Kernel-provided mappings that are never tracked.
-SPECIAL_MAPPINGS = frozenset({"[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"})
-
-# Reasons for not tracking a mapping, by smaps VmFlags mnemonic.
-_INELIGIBLE_FLAGS = (
-    ("gd", "a stack that grows on faults (VM_GROWSDOWN) cannot be tracked"),
-    ("ht", "hugetlb mappings cannot be tracked"),
-    ("pf", "driver mapping (VM_PFNMAP) cannot be tracked"),
-    ("io", "device mapping (VM_IO) cannot be tracked"),
-    ("mm", "driver mapping (VM_MIXEDMAP) cannot be tracked"),
-    ("de", "special mapping (VM_DONTEXPAND) cannot be tracked"),
-    ("ss", "shadow stacks cannot be tracked"),
-    ("dp", "MAP_DROPPABLE mappings cannot be tracked"),
-    ("sl", "sealed (mseal) mappings cannot be tracked"),
-)
-READ_ONLY_REASON = "not writable now (--read-only tracks it too)"
 
 BACKEND_HELP = {
     "touched_sweep": (
@@ -236,90 +221,8 @@ def _parse_mib_or_zero(text: str) -> int:
 # The target's mappings.
 
 
-@dataclass(frozen=True)
-class Mapping:
-    """One line of ``/proc/PID/maps``, with its ``VmFlags`` when read from ``smaps``."""
-
-    start: int
-    end: int
-    perms: str
-    name: str
-    vmflags: frozenset[str] | None = None
-
-    @property
-    def writable(self) -> bool:
-        return "w" in self.perms
-
-    @property
-    def tracked(self) -> bool:
-        """Tracked by touched_sweep (``tt`` in ``VmFlags``)."""
-        return self.vmflags is not None and "tt" in self.vmflags
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-
 def _proc_path(pid: int, name: str) -> str:
     return f"/proc/{pid}/{name}"
-
-
-def _parse_header(line: str) -> Mapping | None:
-    fields = line.split(maxsplit=5)
-    if len(fields) < 5 or "-" not in fields[0]:
-        return None
-    start_text, _, end_text = fields[0].partition("-")
-    try:
-        start, end = int(start_text, 16), int(end_text, 16)
-    except ValueError:
-        return None
-    name = fields[5].strip() if len(fields) == 6 else ""
-    return Mapping(start, end, fields[1], name)
-
-
-def read_mappings(pid: int, *, with_flags: bool = False) -> list[Mapping]:
-    """The mappings of ``pid``, from ``/proc/PID/maps`` or, ``with_flags``, ``smaps``."""
-    path = _proc_path(pid, "smaps" if with_flags else "maps")
-    try:
-        with open(path) as lines:
-            text = lines.read()
-    except FileNotFoundError:
-        raise CliError(f"no process with pid {pid}") from None
-    except PermissionError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror} (pysweep needs ptrace access to the target)") from None
-    mappings: list[Mapping] = []
-    for line in text.splitlines():
-        if line.startswith("VmFlags:") and mappings:
-            last = mappings[-1]
-            mappings[-1] = Mapping(last.start, last.end, last.perms, last.name, frozenset(line.split()[1:]))
-            continue
-        if with_flags and ":" in line.split(maxsplit=1)[0]:
-            continue  # one of the counters that follow each mapping in smaps
-        found = _parse_header(line)
-        if found is not None:
-            mappings.append(found)
-    return mappings
-
-
-def mapped_window(pid: int) -> tuple[int, int]:
-    """From the lowest to the highest mapped user address of ``pid`` (``[vsyscall]`` aside)."""
-    mappings = [m for m in read_mappings(pid) if m.name != "[vsyscall]"]
-    if not mappings:
-        raise CliError(f"pid {pid} has no memory mapped (a kernel thread, or a process that has exited)")
-    return min(m.start for m in mappings), max(m.end for m in mappings)
-
-
-def skip_reason(mapping: Mapping, *, read_only: bool = False) -> str | None:
-    """Why ``mapping`` is not tracked when tracking every mapping, or ``None``."""
-    if mapping.name == "[stack]":
-        return "the main thread's stack grows on faults and cannot be tracked"
-    if mapping.name in SPECIAL_MAPPINGS:
-        return "kernel-provided mapping, cannot be tracked"
-    for flag, reason in _INELIGIBLE_FLAGS:
-        if mapping.vmflags is not None and flag in mapping.vmflags:
-            return reason
-    if not mapping.writable and not read_only:
-        return READ_ONLY_REASON
-    return None
 
 
 _TRACK_ERRNO_REASONS = {
@@ -345,11 +248,11 @@ class TrackReport:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "tracked": [{"start": _hex(m.start), "end": _hex(m.end), "name": m.name} for m in self.tracked],
+            "tracked": [{"start": _hex(m.start), "end": _hex(m.end), "name": m.path} for m in self.tracked],
             "tracked_bytes": self.tracked_bytes,
             "already_tracked": self.already,
             "skipped": [
-                {"start": _hex(m.start), "end": _hex(m.end), "name": m.name, "reason": reason} for m, reason in self.skipped
+                {"start": _hex(m.start), "end": _hex(m.end), "name": m.path, "reason": reason} for m, reason in self.skipped
             ],
         }
 
@@ -366,7 +269,7 @@ class TrackReport:
     def details(self) -> list[str]:
         """One line per skipped mapping (read-only ones summed up in one), columns aligned."""
         listed = [(m, reason) for m, reason in self.skipped if reason != READ_ONLY_REASON]
-        rows = [(f"{m.start:#x}-{m.end:#x}", m.perms, human_size(len(m)), m.name, reason) for m, reason in listed]
+        rows = [(f"{m.start:#x}-{m.end:#x}", m.perms, human_size(len(m)), m.path, reason) for m, reason in listed]
         widths = [max((len(row[i]) for row in rows), default=0) for i in range(4)]
         lines = [
             f"  skipped {row[0]:{widths[0]}}  {row[1]:{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:{widths[3]}}  {row[4]}"
@@ -390,8 +293,8 @@ def track_window(tracker: Tracker, pid: int, window: tuple[int, int] | None, *, 
         report.window = window
         return report
     failures: list[OSError] = []
-    for mapping in read_mappings(pid, with_flags=True):
-        reason = skip_reason(mapping, read_only=read_only)
+    for mapping in read_maps(pid, with_flags=True):
+        reason = untrackable_reason(mapping, read_only=read_only)
         if reason is not None:
             report.skipped.append((mapping, reason))
             continue
@@ -561,7 +464,7 @@ def _in_process_note(tracker: Tracker) -> str:
 def _nothing_tracked(pid: int, window: tuple[int, int]) -> bool:
     # Only a hint: touched_sweep shows tracked VMAs as "tt" in smaps.
     try:
-        mappings = read_mappings(pid, with_flags=True)
+        mappings = read_maps(pid, with_flags=True)
     except CliError:
         return False
     inside = [m for m in mappings if m.start < window[1] and window[0] < m.end and m.vmflags is not None]

@@ -47,7 +47,6 @@ import functools
 import itertools
 import json
 import os
-import re
 import select
 import signal
 import sys
@@ -62,16 +61,14 @@ import attrs
 from pysweep import PAGE_SIZE, RangeFlag, SweepError
 from pysweep._native import ffi, lib
 from pysweep._spans import Spans, pagemap_runs
+from pysweep.maps import Mapping, read_maps, undumpable_reason
 from pysweep.tracker import Tracker
 
 __all__ = [
     "Dumper",
-    "Mapping",
     "RoundStats",
-    "dumpable_reason",
     "full_stop_dump",
     "load_image",
-    "read_maps",
     "read_memory",
     "verify",
 ]
@@ -100,90 +97,6 @@ CHUNK = 1 << 22
 # The most a frozen round holds in memory before it writes to disk.
 DEFER_MAX = 16 * CHUNK
 _READ_RANGES = int(lib.PYSWEEP_READ_RANGES)
-
-
-@attrs.frozen
-class Mapping:
-    """One line of ``/proc/PID/maps``."""
-
-    start: int
-    end: int
-    perms: str
-    path: str
-    offset: int = 0
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-    @property
-    def shared(self) -> bool:
-        return self.perms[3:4] == "s"
-
-    @property
-    def file_private(self) -> bool:
-        """A private mapping of a file: its pages are the file's until a
-        write gives the process a copy of its own."""
-        return not self.shared and _is_file_path(self.path)
-
-
-def _is_file_path(path: str) -> bool:
-    return bool(path) and not path.startswith("[") and not path.startswith("/dev/zero")
-
-
-# start-end perms offset dev inode [path]; the path may hold spaces.
-_MAPS_LINE = re.compile(rb"^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ \S+(?: +(.*))?$", re.MULTILINE)
-
-
-def read_maps(pid: int, *, writable_only: bool = False) -> list[Mapping]:
-    """The mappings of ``pid``, in address order; only the writable ones
-    with ``writable_only``.
-
-    The lines are split in one regular expression and a :class:`Mapping`
-    is made only for the lines kept: the frozen round of a dump reads the
-    maps of a stopped process, and most of a process's mappings are
-    read-only.
-    """
-    with open(f"/proc/{pid}/maps", "rb") as f:
-        return parse_maps(f.read(), writable_only=writable_only)
-
-
-def parse_maps(text: bytes, *, writable_only: bool = False) -> list[Mapping]:
-    """The mappings a ``/proc/PID/maps`` text lists; see :func:`read_maps`."""
-    return list(_parse_maps(text, writable_only))
-
-
-@functools.lru_cache(maxsize=4)
-def _parse_maps(text: bytes, writable_only: bool) -> tuple[Mapping, ...]:
-    # Remembered: a dump reads the maps in one round and again, mostly
-    # unchanged, in the frozen one, where each millisecond counts.
-    return tuple(
-        Mapping(int(start, 16), int(end, 16), perms.decode(), os.fsdecode(path.strip()), int(offset, 16))
-        for start, end, perms, offset, path in _MAPS_LINE.findall(text)
-        if not writable_only or perms[1:2] == b"w"
-    )
-
-
-def dumpable_reason(m: Mapping) -> str | None:
-    """Why ``m`` is not dumped incrementally, or ``None`` if it is.
-
-    Writable private and shared anonymous memory is dumped, and so are
-    writable private file mappings (a program's ``.data``, a library's
-    writable segment), of which only the pages the process has its own
-    copy of go into the image: the others are the file's.  The rest is
-    skipped, with the reason recorded in the manifest.
-    """
-    if "w" not in m.perms:
-        return "not writable"
-    if "r" not in m.perms:
-        return "not readable: process_vm_readv() cannot copy it"
-    if m.path in ("[stack]",):
-        return "the main stack grows on faults and cannot be tracked"
-    if m.path.startswith("[") and m.path not in ("[heap]",) and not m.path.startswith("[anon"):
-        return f"special mapping {m.path}"
-    if m.shared and _is_file_path(m.path):
-        return "shared file mapping: its content is the file's"
-    return None
 
 
 def read_memory(pid: int, start: int, length: int) -> bytes:
@@ -646,7 +559,7 @@ class Dumper:
 
     def _opt_in(self) -> None:
         for m in read_maps(self.pid):
-            reason = dumpable_reason(m)
+            reason = undumpable_reason(m)
             if reason is None:
                 try:
                     self.tracker.track(m.start, m.end)
@@ -780,7 +693,7 @@ class Dumper:
             # backend that cannot report unmaps leaves them), and copy what
             # the image lacks of the mappings.  Range by range, so that this
             # costs what changed, not what is tracked.
-            current = [m for m in read_maps(self.pid, writable_only=True) if dumpable_reason(m) is None]
+            current = [m for m in read_maps(self.pid, writable_only=True) if undumpable_reason(m) is None]
             now = Spans((m.start, m.end) for m in current)
             file_now = Spans((m.start, m.end) for m in current if m.file_private)
             self._forget(self.held() - now)
@@ -905,7 +818,7 @@ def full_stop_dump(pid: int, out: Path) -> tuple[float, int]:
     with _stopped(pid) as freeze:
         whole, of_files = [], []
         for m in read_maps(pid):
-            reason = dumpable_reason(m)
+            reason = undumpable_reason(m)
             if reason is not None:
                 skipped.append({"start": hex(m.start), "end": hex(m.end), "path": m.path, "reason": reason})
             elif m.file_private:
@@ -942,7 +855,7 @@ def verify(image_dir: Path, pid: int) -> list[int]:
     # SIGSTOP to a stopped process changes nothing; leave it stopped.
     with _stopped(pid, resume=bool(_running_threads(pid))), open(merged / "pages.bin", "rb") as pages:
         # Dumpable memory the image lacks counts as mismatching too.
-        dumpable = [m for m in read_maps(pid) if dumpable_reason(m) is None]
+        dumpable = [m for m in read_maps(pid) if undumpable_reason(m) is None]
         expected = Spans((m.start, m.end) for m in dumpable if not m.file_private) | own_pages(
             pid, Spans((m.start, m.end) for m in dumpable if m.file_private)
         )

@@ -20,7 +20,7 @@ from typing import IO
 
 import pytest
 
-from pysweep import PAGE_SIZE, available_backends, cli
+from pysweep import PAGE_SIZE, available_backends, cli, maps
 
 ROOT = Path(__file__).resolve().parents[2]
 P = PAGE_SIZE
@@ -203,7 +203,7 @@ def test_track_every_mapping_then_untrack(capsys: pytest.CaptureFixture[str], ch
     assert status == 0, err
     assert out.startswith(f"pid {child.pid}: tracked ")
     assert any(line.startswith("  skipped 0x") and "[stack]" in line and "grows on faults" in line for line in out.splitlines())
-    tracked = [m for m in cli.read_mappings(child.pid, with_flags=True) if m.tracked]
+    tracked = [m for m in maps.read_maps(child.pid, with_flags=True) if m.tracked]
     assert any(m.start <= child.base and child.base + PAGES * P <= m.end for m in tracked)
 
     child.write(7)
@@ -216,7 +216,7 @@ def test_track_every_mapping_then_untrack(capsys: pytest.CaptureFixture[str], ch
 
     status, out, err = run(capsys, "untrack", child.pid)
     assert status == 0, err
-    assert not any(m.tracked for m in cli.read_mappings(child.pid, with_flags=True))
+    assert not any(m.tracked for m in maps.read_maps(child.pid, with_flags=True))
     child.write(8)
     status, out, err = run(capsys, "sweep", child.pid)
     assert status == 0
@@ -233,7 +233,7 @@ def test_sweep_track_tracks_new_mappings(capsys: pytest.CaptureFixture[str], chi
 
 
 def test_track_errors(capsys: pytest.CaptureFixture[str], child: Child) -> None:
-    stack = next(m for m in cli.read_mappings(child.pid) if m.name == "[stack]")
+    stack = next(m for m in maps.read_maps(child.pid) if m.path == "[stack]")
     status, out, err = run(capsys, "track", child.pid, "--range", f"{stack.start:#x}-{stack.end:#x}")
     assert (status, out) == (1, "")
     assert err == f"pysweep: touched_sweep(TRACK, {stack.start:#x}-{stack.end:#x}) on pid {child.pid}: Invalid argument\n"

@@ -23,7 +23,8 @@ from typing import ClassVar
 import pytest
 
 from pysweep import PAGE_SIZE
-from pysweep.dump import Dumper, RoundStats, _running_threads, load_image, read_maps, read_memory, verify
+from pysweep.dump import Dumper, RoundStats, _running_threads, load_image, read_memory, verify
+from pysweep.maps import read_maps
 from pysweep.soft_dirty import SoftDirtyBackend
 from pysweep.tracker import register_backend, unregister_backend
 

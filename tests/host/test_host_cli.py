@@ -20,7 +20,7 @@ from typing import ClassVar
 import pytest
 
 import pysweep
-from pysweep import PAGE_SIZE, Range, RangeFlag, SweepResult, cli, tracker
+from pysweep import PAGE_SIZE, Range, RangeFlag, SweepResult, cli, maps, tracker
 from pysweep.tracker import Backend, Guarantees
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,7 +319,7 @@ def test_sweep_no_clear(capsys: pytest.CaptureFixture[str], fake: type[FakeBacke
 
 
 def test_default_window_is_the_mapped_memory(capsys: pytest.CaptureFixture[str], fake: type[FakeBackend], target: int) -> None:
-    mappings = [m for m in cli.read_mappings(target) if m.name != "[vsyscall]"]
+    mappings = [m for m in maps.read_maps(target) if m.path != "[vsyscall]"]
     low, high = min(m.start for m in mappings), max(m.end for m in mappings)
     status, out, err = run(capsys, "sweep", target, "--backend", "fake", "--json")
     assert status == 0, err
@@ -332,8 +332,8 @@ def test_default_window_is_the_mapped_memory(capsys: pytest.CaptureFixture[str],
     tracked = [(start, end) for op, start, end, *_ in fake.calls if op == "track"]
     writable = [
         (m.start, m.end)
-        for m in cli.read_mappings(target, with_flags=True)
-        if m.writable and m.name not in ("[stack]", "[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]")
+        for m in maps.read_maps(target, with_flags=True)
+        if m.writable and m.path not in ("[stack]", "[vvar]", "[vdso]", "[vsyscall]", "[vvar_vclock]")
     ]
     assert tracked == writable
     skipped = {entry["name"]: entry["reason"] for entry in document["tracked"]["skipped"]}
@@ -346,41 +346,41 @@ def test_read_only_tracks_more(capsys: pytest.CaptureFixture[str], fake: type[Fa
     status, _, _ = run(capsys, "sweep", target, "--backend", "fake", "--json", "--read-only")
     assert status == 0
     tracked = {(start, end) for op, start, end, *_ in fake.calls if op == "track"}
-    readonly = {(m.start, m.end) for m in cli.read_mappings(target) if not m.writable and not m.name.startswith("[")}
+    readonly = {(m.start, m.end) for m in maps.read_maps(target) if not m.writable and not m.path.startswith("[")}
     assert readonly and readonly <= tracked
 
 
 def test_skip_reasons() -> None:
-    def mapping(name: str = "", perms: str = "rw-p", flags: str = "rd wr mr mw me ac") -> cli.Mapping:
-        return cli.Mapping(BASE, BASE + P, perms, name, frozenset(flags.split()))
+    def mapping(name: str = "", perms: str = "rw-p", flags: str = "rd wr mr mw me ac") -> maps.Mapping:
+        return maps.Mapping(BASE, BASE + P, perms, name, vmflags=frozenset(flags.split()))
 
-    assert cli.skip_reason(mapping()) is None
-    assert cli.skip_reason(mapping("[heap]")) is None
-    assert cli.skip_reason(mapping("/dev/shm/x", "rw-s")) is None
-    assert "stack" in str(cli.skip_reason(mapping("[stack]")))
-    assert "stack" in str(cli.skip_reason(mapping("", flags="rd wr gd")))
-    assert "hugetlb" in str(cli.skip_reason(mapping("/anon_hugepage (deleted)", flags="rd wr ht")))
-    assert "VM_PFNMAP" in str(cli.skip_reason(mapping("/dev/mem", "rw-s", "rd wr sh pf io")))
-    assert "kernel-provided" in str(cli.skip_reason(mapping("[vvar]", "r--p")))
-    assert cli.skip_reason(mapping("/usr/lib/libc.so.6", "r-xp")) == cli.READ_ONLY_REASON
-    assert cli.skip_reason(mapping("/usr/lib/libc.so.6", "r-xp"), read_only=True) is None
+    assert maps.untrackable_reason(mapping()) is None
+    assert maps.untrackable_reason(mapping("[heap]")) is None
+    assert maps.untrackable_reason(mapping("/dev/shm/x", "rw-s")) is None
+    assert "stack" in str(maps.untrackable_reason(mapping("[stack]")))
+    assert "stack" in str(maps.untrackable_reason(mapping("", flags="rd wr gd")))
+    assert "hugetlb" in str(maps.untrackable_reason(mapping("/anon_hugepage (deleted)", flags="rd wr ht")))
+    assert "VM_PFNMAP" in str(maps.untrackable_reason(mapping("/dev/mem", "rw-s", "rd wr sh pf io")))
+    assert "kernel-provided" in str(maps.untrackable_reason(mapping("[vvar]", "r--p")))
+    assert maps.untrackable_reason(mapping("/usr/lib/libc.so.6", "r-xp")) == maps.READ_ONLY_REASON
+    assert maps.untrackable_reason(mapping("/usr/lib/libc.so.6", "r-xp"), read_only=True) is None
 
 
 def test_track_report_lines_up_what_it_skipped() -> None:
-    stack = cli.Mapping(0x7FFC_D2E3_2000, 0x7FFC_D2E5_3000, "rw-p", "[stack]")
-    vdso = cli.Mapping(0x7F95_0D43_5000, 0x7F95_0D43_7000, "r-xp", "[vdso]")
-    heap = cli.Mapping(0x5611_8847_1000, 0x5611_8849_2000, "rw-p", "[heap]")
+    stack = maps.Mapping(0x7FFC_D2E3_2000, 0x7FFC_D2E5_3000, "rw-p", "[stack]")
+    vdso = maps.Mapping(0x7F95_0D43_5000, 0x7F95_0D43_7000, "r-xp", "[vdso]")
+    heap = maps.Mapping(0x5611_8847_1000, 0x5611_8849_2000, "rw-p", "[heap]")
     libc = [
-        cli.Mapping(0x7F95_0D00_0000 + i * 0x10_0000, 0x7F95_0D00_0000 + i * 0x10_0000 + 0x8_0000, "r-xp", "/libc.so")
+        maps.Mapping(0x7F95_0D00_0000 + i * 0x10_0000, 0x7F95_0D00_0000 + i * 0x10_0000 + 0x8_0000, "r-xp", "/libc.so")
         for i in range(3)
     ]
     report = cli.TrackReport(
         tracked=[heap],
         already=1,
         skipped=[
-            (vdso, str(cli.skip_reason(vdso))),
-            (stack, str(cli.skip_reason(stack))),
-            *((m, cli.READ_ONLY_REASON) for m in libc),
+            (vdso, str(maps.untrackable_reason(vdso))),
+            (stack, str(maps.untrackable_reason(stack))),
+            *((m, maps.READ_ONLY_REASON) for m in libc),
         ],
     )
     assert report.summary() == "tracked 1 mapping (132 KiB), 1 of them tracked already; skipped 5"
@@ -392,12 +392,12 @@ def test_track_report_lines_up_what_it_skipped() -> None:
     ]
 
 
-def test_read_mappings_reads_vmflags() -> None:
-    plain = cli.read_mappings(os.getpid())
-    flagged = cli.read_mappings(os.getpid(), with_flags=True)
+def test_read_maps_reads_vmflags() -> None:
+    plain = maps.read_maps(os.getpid())
+    flagged = maps.read_maps(os.getpid(), with_flags=True)
     assert plain and all(m.vmflags is None for m in plain)
     assert all((m.vmflags is not None and "rd" in m.vmflags) or "r" not in m.perms for m in flagged)
-    assert [(m.start, m.end, m.name) for m in flagged][:5] == [(m.start, m.end, m.name) for m in plain][:5]
+    assert [(m.start, m.end, m.path) for m in flagged][:5] == [(m.start, m.end, m.path) for m in plain][:5]
     assert not any(m.tracked for m in flagged)
 
 

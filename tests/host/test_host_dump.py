@@ -20,7 +20,8 @@ import pytest
 
 from pysweep import PAGE_SIZE, SweepResult, dump
 from pysweep._spans import Spans
-from pysweep.dump import Dumper, Mapping, dumpable_reason, load_image, read_maps, read_memory
+from pysweep.dump import Dumper, load_image, read_memory
+from pysweep.maps import Mapping, parse_maps, read_maps, undumpable_reason
 from pysweep.tracker import Backend, Guarantees, register_backend, unregister_backend
 
 
@@ -100,15 +101,17 @@ def test_image_of_another_format_is_refused(tmp_path: Path) -> None:
         ("rw-s", "/dev/zero (deleted)", None),
         ("rw-p", "[heap]", None),
         ("r--p", "", "not writable"),
-        ("rw-p", "[stack]", "the main stack grows on faults and cannot be tracked"),
-        ("rw-p", "[vvar]", "special mapping [vvar]"),
+        ("rw-p", "[stack]", "the main thread's stack grows on faults and cannot be tracked"),
+        ("rw-p", "[vvar]", "kernel-provided mapping, cannot be tracked"),
+        ("rw-p", "[anon:cache]", None),
+        ("rw-p", "[some_future_name]", "kernel-provided mapping, cannot be tracked"),
         ("rw-p", "/usr/lib/libc.so.6", None),
         ("rw-s", "/memfd:x (deleted)", "shared file mapping: its content is the file's"),
         ("-w-p", "", "not readable: process_vm_readv() cannot copy it"),
     ],
 )
 def test_what_is_dumped(perms: str, path: str, reason: str | None) -> None:
-    assert dumpable_reason(Mapping(0x1000, 0x2000, perms, path)) == reason
+    assert undumpable_reason(Mapping(0x1000, 0x2000, perms, path)) == reason
 
 
 def test_own_maps_and_memory() -> None:
@@ -363,7 +366,7 @@ MAPS_TEXT = (
 
 
 def test_maps_lines_are_split_as_the_kernel_writes_them() -> None:
-    maps = dump.parse_maps(MAPS_TEXT)
+    maps = parse_maps(MAPS_TEXT)
     assert [(m.start, m.end, m.perms, m.path) for m in maps] == [
         (0x55D0C0A00000, 0x55D0C0A21000, "rw-p", "[heap]"),
         (0x7F1200000000, 0x7F1200021000, "rw-p", ""),
@@ -371,7 +374,7 @@ def test_maps_lines_are_split_as_the_kernel_writes_them() -> None:
         (0x7F1400000000, 0x7F1400002000, "rw-s", "/memfd:x (deleted)"),
         (0x7FFD00000000, 0x7FFD00021000, "rw-p", "[stack]"),
     ]
-    assert [m.perms for m in dump.parse_maps(MAPS_TEXT, writable_only=True)] == ["rw-p", "rw-p", "rw-s", "rw-p"]
+    assert [m.perms for m in parse_maps(MAPS_TEXT, writable_only=True)] == ["rw-p", "rw-p", "rw-s", "rw-p"]
 
 
 def test_own_pages_of_a_private_file_mapping(tmp_path: Path) -> None:
@@ -385,7 +388,7 @@ def test_own_pages_of_a_private_file_mapping(tmp_path: Path) -> None:
     area[PAGE_SIZE + 5] = 1  # written: a copy of its own
     assert dump.own_pages(os.getpid(), Spans.of(base, base + 4 * PAGE_SIZE)) == Spans.of(base + PAGE_SIZE, base + 2 * PAGE_SIZE)
     (m,) = [m for m in read_maps(os.getpid()) if m.start == base]
-    assert m.file_private and m.path == str(path) and m.offset == 0 and dumpable_reason(m) is None
+    assert m.file_private and m.path == str(path) and m.offset == 0 and undumpable_reason(m) is None
 
 
 class _NoMarksBackend(Backend):
@@ -500,7 +503,7 @@ def test_an_unmapped_gap_is_skipped_whole() -> None:
 _BOUNDED_DUMPER = """
 import sys
 from pathlib import Path
-from pysweep import SweepResult, dump
+from pysweep import SweepResult, dump, maps
 from pysweep.tracker import Backend, Guarantees, register_backend
 
 class Nothing(Backend):
@@ -560,7 +563,7 @@ def test_frozen_round_of_shared_memory_stays_bounded(tmp_path: Path) -> None:
     # round then copies whole.
     dumper = _BOUNDED_DUMPER.replace("reports_zaps=True", "reports_zaps=False").replace(
         "return SweepResult((), end)",
-        "m = next(m for m in dump.read_maps(self.pid) if m.shared); "
+        "m = next(m for m in maps.read_maps(self.pid) if m.shared); "
         "return SweepResult._from_spans(((m.start + 4096, m.start + 8192),), end)",
     )
     try:
