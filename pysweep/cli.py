@@ -11,7 +11,6 @@ on an error (one ``pysweep: ...`` line on stderr), 2 on a usage error.
 from __future__ import annotations
 
 import argparse
-import errno as errno_codes
 import functools
 import json
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pysweep import PAGE_SIZE, RangeFlag, SweepError, SweepResult, __version__
-from pysweep.maps import READ_ONLY_REASON, Mapping, mapped_window, read_maps, untrackable_reason
+from pysweep.maps import READ_ONLY_REASON, Mapping, mapped_window, read_maps
 from pysweep.tracker import BackendUnavailableError, Tracker, available_backends, backend_names
 
 if TYPE_CHECKING:
@@ -225,13 +224,6 @@ def _proc_path(pid: int, name: str) -> str:
     return f"/proc/{pid}/{name}"
 
 
-_TRACK_ERRNO_REASONS = {
-    errno_codes.EINVAL: "the kernel refused it (EINVAL): not eligible for tracking",
-    errno_codes.ENOMEM: "the kernel refused it (ENOMEM): unmapped meanwhile, or could not be split",
-    errno_codes.EPERM: "the kernel refused it (EPERM): sealed, or not permitted",
-}
-
-
 @dataclass
 class TrackReport:
     """What tracking a window did."""
@@ -286,33 +278,13 @@ class TrackReport:
 
 def track_window(tracker: Tracker, pid: int, window: tuple[int, int] | None, *, read_only: bool = False) -> TrackReport:
     """Track ``window``, or, without one, every eligible mapping of ``pid`` on its own."""
-    report = TrackReport()
     if window is not None:
         tracker.track(*window)
-        report.tracked.append(Mapping(window[0], window[1], "", ""))
-        report.window = window
-        return report
-    failures: list[OSError] = []
-    for mapping in read_maps(pid, with_flags=True):
-        reason = untrackable_reason(mapping, read_only=read_only)
-        if reason is not None:
-            report.skipped.append((mapping, reason))
-            continue
-        try:
-            tracker.track(mapping.start, mapping.end)
-        except OSError as exc:
-            if exc.errno not in _TRACK_ERRNO_REASONS or isinstance(exc, BackendUnavailableError):
-                raise
-            failures.append(exc)
-            report.skipped.append((mapping, _TRACK_ERRNO_REASONS[exc.errno]))
-            continue
-        report.tracked.append(mapping)
-        report.already += mapping.tracked
-    if not report.tracked:
-        if failures:
-            raise failures[0]
+        return TrackReport(tracked=[Mapping(window[0], window[1], "")], window=window)
+    done = tracker.track_mappings(read_only=read_only)
+    if not done.tracked:
         raise CliError(f"pid {pid} has no mapping that can be tracked")
-    return report
+    return TrackReport(tracked=list(done.tracked), already=done.already, skipped=list(done.skipped))
 
 
 def untrack_window(tracker: Tracker, window: tuple[int, int]) -> None:

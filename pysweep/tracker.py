@@ -44,6 +44,7 @@ import attrs
 
 from pysweep import DEFAULT_BATCH, SweepResult, Target, check_max_ranges, check_window
 from pysweep._syscall import SweepError, probe
+from pysweep.maps import Mapping, read_maps, untrackable_reason
 
 __all__ = [
     "AUTO_ORDER",
@@ -51,6 +52,7 @@ __all__ = [
     "BackendUnavailableError",
     "Guarantees",
     "TouchedSweepBackend",
+    "TrackedMappings",
     "Tracker",
     "available_backends",
     "backend_names",
@@ -261,6 +263,29 @@ def available_backends(target: int | Target | None = None) -> dict[str, BackendU
     return found
 
 
+# Why the kernel refused to track a mapping that looked trackable.
+_TRACK_ERRNO_REASONS = {
+    errno_codes.EINVAL: "the kernel refused it (EINVAL): not eligible for tracking",
+    errno_codes.ENOMEM: "the kernel refused it (ENOMEM): unmapped meanwhile, or could not be split",
+    errno_codes.EPERM: "the kernel refused it (EPERM): sealed, or not permitted",
+}
+
+
+@attrs.frozen
+class TrackedMappings:
+    """What :meth:`Tracker.track_mappings` did: the mappings it tracked (of
+    which ``already`` were tracked before), and those it skipped, each with
+    the reason."""
+
+    tracked: tuple[Mapping, ...]
+    already: int
+    skipped: tuple[tuple[Mapping, str], ...]
+
+    @property
+    def tracked_bytes(self) -> int:
+        return sum(len(m) for m in self.tracked)
+
+
 class Tracker:
     """Watch the writes of one process through one backend.
 
@@ -318,6 +343,38 @@ class Tracker:
         """Opt ``[start, end)`` out of tracking."""
         check_window(start, end)
         self.backend.untrack(start, end)
+
+    def track_mappings(self, *, read_only: bool = False) -> TrackedMappings:
+        """Track every mapping of the process that can be tracked, each on its own.
+
+        The rules are :func:`pysweep.maps.untrackable_reason`'s (read-only
+        mappings too with ``read_only``); a mapping the kernel refuses
+        (``EINVAL``, ``ENOMEM``, ``EPERM``) is skipped with the reason.  If
+        nothing could be tracked because the kernel refused it all, that
+        first refusal is raised.
+        """
+        tracked: list[Mapping] = []
+        skipped: list[tuple[Mapping, str]] = []
+        already = 0
+        refusals: list[OSError] = []
+        for mapping in read_maps(self.pid, with_flags=True):
+            reason = untrackable_reason(mapping, read_only=read_only)
+            if reason is not None:
+                skipped.append((mapping, reason))
+                continue
+            try:
+                self.track(mapping.start, mapping.end)
+            except OSError as exc:
+                if exc.errno not in _TRACK_ERRNO_REASONS or isinstance(exc, BackendUnavailableError):
+                    raise
+                refusals.append(exc)
+                skipped.append((mapping, _TRACK_ERRNO_REASONS[exc.errno]))
+                continue
+            tracked.append(mapping)
+            already += mapping.tracked
+        if not tracked and refusals:
+            raise refusals[0]
+        return TrackedMappings(tuple(tracked), already, tuple(skipped))
 
     def sweep(self, start: int, end: int, *, clear: bool = True, max_ranges: int | None = None) -> SweepResult:
         """Report, and with ``clear`` clear, the written ranges of ``[start, end)``.

@@ -105,3 +105,18 @@ def test_the_binding_uses_the_same_max_ranges_check() -> None:
         pysweep.check_max_ranges(True)
     with pysweep.Target.from_pid(os.getpid()) as own, pytest.raises(ValueError, match="at least 1, not 0"):
         own.sweep(0, P, max_ranges=0)
+
+
+def test_track_mappings_tracks_what_the_rules_allow() -> None:
+    register_backend("recording", RecordingBackend)
+    RecordingBackend.calls = []
+    try:
+        with pysweep.Tracker(backend="recording") as tracker:
+            done = tracker.track_mappings()
+    finally:
+        unregister_backend("recording")
+    by_path = {m.path: reason for m, reason in done.skipped}
+    assert "stack" in by_path["[stack]"] and "kernel-provided" in by_path["[vdso]"]
+    assert done.tracked and all(m.writable for m in done.tracked)
+    assert RecordingBackend.calls == [("track", m.start, m.end) for m in done.tracked]
+    assert done.tracked_bytes == sum(m.end - m.start for m in done.tracked) and done.already == 0
