@@ -117,6 +117,16 @@ def buffer_range(buffer: Any) -> tuple[int, int]:
     return start, start + view.nbytes
 
 
+def _require_address(name: str, value: object) -> None:
+    # A 64-bit, page-aligned int: what every window and every range bound is.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value < 1 << 64:
+        raise ValueError(f"{name} {value:#x} is not a 64-bit address")
+    if value % PAGE_SIZE:
+        raise ValueError(f"{name} {value:#x} is not page aligned (pages are {PAGE_SIZE} bytes)")
+
+
 def check_window(start: object, end: object) -> None:
     """Raise unless ``[start, end)`` is a window every backend takes.
 
@@ -124,13 +134,8 @@ def check_window(start: object, end: object) -> None:
     page aligned, with ``start <= end`` (``ValueError``; an empty window is
     fine).  :class:`Tracker` checks this before any backend sees the window.
     """
-    for name, value in (("start", start), ("end", end)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if not 0 <= value < 1 << 64:
-            raise ValueError(f"{name} {value:#x} is not a 64-bit address")
-        if value % PAGE_SIZE:
-            raise ValueError(f"{name} {value:#x} is not page aligned (pages are {PAGE_SIZE} bytes)")
+    _require_address("start", start)
+    _require_address("end", end)
     assert isinstance(start, int) and isinstance(end, int)
     if start > end:
         raise ValueError(f"window {start:#x}-{end:#x} is reversed: start is above end")
@@ -151,12 +156,7 @@ def _is_int(value: object) -> bool:
 
 
 def _check_address(instance: Any, attribute: attrs.Attribute[int], value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be an int, not {type(value).__name__}")
-    if not 0 <= value < 1 << 64:
-        raise ValueError(f"{attribute.name} {value:#x} is not a 64-bit address")
-    if value % PAGE_SIZE:
-        raise ValueError(f"{attribute.name} {value:#x} is not page aligned")
+    _require_address(attribute.name, value)
 
 
 def _check_above_start(instance: Range, attribute: attrs.Attribute[int], value: int) -> None:

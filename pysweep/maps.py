@@ -18,7 +18,6 @@ import attrs
 
 __all__ = [
     "READ_ONLY_REASON",
-    "SPECIAL_MAPPINGS",
     "Mapping",
     "mapped_window",
     "parse_maps",
@@ -26,9 +25,6 @@ __all__ = [
     "undumpable_reason",
     "untrackable_reason",
 ]
-
-#: Kernel-provided mappings: never tracked, never dumped.
-SPECIAL_MAPPINGS = frozenset({"[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]", "[uprobes]", "[sigpage]", "[vectors]"})
 
 # Reasons for not tracking a mapping, by smaps VmFlags mnemonic.
 _INELIGIBLE_FLAGS = (
@@ -62,10 +58,6 @@ class Mapping:
     path: str = ""
     offset: int = attrs.field(default=0, repr=hex)
     vmflags: frozenset[str] | None = None
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -174,9 +166,10 @@ def mapped_window(pid: int) -> tuple[int, int]:
 
 
 def _special(path: str) -> bool:
-    # Named by the kernel: [vdso], [vvar] and the like; [heap] and named
-    # anonymous memory ([anon:name], [anon_shmem:name]) are ordinary memory.
-    return path in SPECIAL_MAPPINGS or (path.startswith("[") and path != "[heap]" and not path.startswith("[anon"))
+    # Named by the kernel: [vdso], [vvar], [vsyscall], [uprobes] and the
+    # like; [heap] and named anonymous memory ([anon:name],
+    # [anon_shmem:name]) are ordinary memory.
+    return path.startswith("[") and path != "[heap]" and not path.startswith("[anon")
 
 
 def untrackable_reason(mapping: Mapping, *, read_only: bool = False) -> str | None:

@@ -151,14 +151,18 @@ def ruff_counts(files: list[str], findings: list[dict[str, object]]) -> Counts:
     return c
 
 
+def _ruff() -> list[str]:
+    # The ruff binary pip installed beside the package, which `python -m
+    # ruff` might not pick over another one of the interpreter's.
+    binary = LINT_TOOLS / "bin" / "ruff"
+    return [str(binary)] if binary.exists() else [sys.executable, "-m", "ruff"]
+
+
 def run_ruff() -> Counts:
     stage("lint: ruff check " + " ".join(RUFF_PATHS))
     if not _has_module("ruff"):
         return Counts("ruff", note="ruff is not installed (make deps)")
-    # The ruff binary pip installed beside the package, which `python -m
-    # ruff` might not pick over another one of the interpreter's.
-    binary = LINT_TOOLS / "bin" / "ruff"
-    ruff = [str(binary)] if binary.exists() else [sys.executable, "-m", "ruff"]
+    ruff = _ruff()
     listed = _lint_run([*ruff, "check", "--show-files", *RUFF_PATHS])
     checked = _lint_run([*ruff, "check", "--output-format", "json", *RUFF_PATHS])
     if listed.returncode != 0 or checked.returncode not in (0, 1):
@@ -176,8 +180,8 @@ def run_ruff() -> Counts:
 def ruff_format_counts(output: str) -> Counts:
     """Counts from ``ruff format --check``: a file it would change fails."""
     # Older ruff says "Would reformat: FILE", newer "FILE:L:C: unformatted: ...".
-    bad = sorted(set(re.findall(r"^(?:Would reformat: (.+)|(.+?):\d+:\d+: unformatted: .*)$", output, re.M)))
-    bad = [old or new for old, new in bad]
+    found = re.findall(r"^(?:Would reformat: (.+)|(.+?):\d+:\d+: unformatted: .*)$", output, re.M)
+    bad = sorted({old or new for old, new in found})
     m = re.search(r"(\d+) files? already formatted", output)
     c = Counts("ruff format", passed=int(m.group(1)) if m else 0, failed=len(bad), failures=bad)
     if not m and not bad:
@@ -189,9 +193,7 @@ def run_ruff_format() -> Counts:
     stage("lint: ruff format --check " + " ".join(RUFF_PATHS))
     if not _has_module("ruff"):
         return Counts("ruff format", note="ruff is not installed (make deps)")
-    binary = LINT_TOOLS / "bin" / "ruff"
-    ruff = [str(binary)] if binary.exists() else [sys.executable, "-m", "ruff"]
-    proc = _lint_run([*ruff, "format", "--check", "--output-format", "concise", *RUFF_PATHS])
+    proc = _lint_run([*_ruff(), "format", "--check", "--output-format", "concise", *RUFF_PATHS])
     c = ruff_format_counts(proc.stdout + proc.stderr)
     for name in c.failures:
         print(f"{name}: not formatted (run: ruff format {name})", flush=True)
