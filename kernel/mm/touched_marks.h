@@ -268,6 +268,30 @@ static inline bool tb_empty(const struct touched_vma *tv)
 }
 
 /*
+ * find_next_bit() for the short scans of tb_next(), inline: the first set
+ * bit of @map in [@start, @nr), or @nr.  A sparse sweep makes two such
+ * scans per page table it visits, of at most TOUCHED_SUMMARY_WORDS and
+ * 2^shift words, and the call costs as much as the scan.
+ */
+static __always_inline unsigned long tb_find_next(const unsigned long *map,
+						  unsigned long nr,
+						  unsigned long start)
+{
+	unsigned long wi, word;
+
+	if (start >= nr)
+		return nr;
+	wi = BIT_WORD(start);
+	word = READ_ONCE(map[wi]) & BITMAP_FIRST_WORD_MASK(start);
+	while (!word) {
+		if (++wi >= BITS_TO_LONGS(nr))
+			return nr;
+		word = READ_ONCE(map[wi]);
+	}
+	return min(wi * BITS_PER_LONG + __ffs(word), nr);
+}
+
+/*
  * The first marked page at or after @idx, or @tv->nr_pages.  Only the
  * words under set summary bits are read, so the cost follows the marks
  * (times the words a summary bit covers), not the size of the VMA.
@@ -280,12 +304,12 @@ static __always_inline unsigned long tb_next(const struct touched_vma *tv,
 	unsigned long group, end, found;
 
 	while (idx < tv->nr_pages) {
-		group = find_next_bit(tv->summary, groups, idx / group_pages);
+		group = tb_find_next(tv->summary, groups, idx / group_pages);
 		if (group >= groups)
 			break;
 		idx = max(idx, group * group_pages);
 		end = min(tv->nr_pages, (group + 1) * group_pages);
-		found = find_next_bit(tv->marks, end, idx);
+		found = tb_find_next(tv->marks, end, idx);
 		if (found < end)
 			return found;
 		idx = end;
