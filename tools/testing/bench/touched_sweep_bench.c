@@ -7,12 +7,12 @@
  * Every measurement runs in a child process of its own, so that no
  * mechanism's state (a userfaultfd context, soft-dirty VMA flags, the
  * per-mm tracking state) carries over into the next one.  A child maps and
- * populates its memory, opts it in, sweeps once to start clean, and then
- * repeats: write some random pages (timing the first writes), then time one
- * sweep that reports and clears (re-arms) them.  The first WARMUP_RUNS
- * rounds are not timed.  A sweep that reports fewer
- * pages than were written is an error, so a mechanism cannot look fast by
- * missing writes.
+ * populates its memory, opts it in, sweeps once to start clean, waits for
+ * the emulator's TLBs to settle (see struct settler), and then repeats:
+ * write some random pages (timing the first writes), then time one sweep
+ * that reports and clears (re-arms) them.  The first WARMUP_RUNS rounds
+ * are not timed.  A sweep that reports fewer pages than were written is an
+ * error, so a mechanism cannot look fast by missing writes.
  *
  * The threads scenario writes from several threads at once, each to a
  * tracked VMA of its own, to show what the first-write faults of a busy
@@ -27,6 +27,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,8 +61,14 @@
 #define VEC_LEN		(1UL << 17)
 #define MAX_SAMPLES	64
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
-/* Rounds run and thrown away before the timed ones. */
-#define WARMUP_RUNS	2
+/*
+ * Rounds run and thrown away before the timed ones.  Under TCG they also
+ * let the software TLB, which settle_tlbs() shrank, grow back to what a
+ * round uses: at 2 GiB it doubles once per round, at the sweep's flush.
+ */
+#define WARMUP_RUNS	8
+/* How long settle_tlbs() switches between processes on every CPU. */
+#define SETTLE_MS	400
 
 static int out_fd = STDOUT_FILENO;
 static int runs = 11;
@@ -99,6 +107,136 @@ static uint64_t rng(void)
 	rng_state ^= rng_state << 25;
 	rng_state ^= rng_state >> 27;
 	return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+/*
+ * Under TCG, QEMU sizes each vCPU's software TLB to what the guest used
+ * between two flushes, and a full flush clears all of it: after a workload
+ * that touches many pages between flushes (populating 2 GiB, a dense
+ * sweep), one full flush costs up to a millisecond, and the TLB shrinks
+ * again only after 100 ms windows of flushes that find it mostly empty.
+ * touched_sweep and soft-dirty flush the whole TLB when their range is
+ * large; PAGEMAP_SCAN flushes page tables one at a time.  So that no
+ * measurement pays for pages an earlier step touched, it first waits while
+ * a pair of helper processes on every CPU switch between each other, every
+ * switch a full flush with little in the TLB, for SETTLE_MS.
+ */
+struct settler {
+	int go, done;		/* ours: ask for a settle, hear it is over */
+	pid_t pids[2];
+};
+
+static struct settler *settlers;
+static long nr_settlers;
+
+static void pin_to_cpu(long cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* The partner: echoes every byte until its pipe closes. */
+static void echo_main(int in, int out)
+{
+	char c;
+
+	while (read(in, &c, 1) == 1)
+		if (write(out, &c, 1) != 1)
+			break;
+	_exit(0);
+}
+
+/* On every go, bounce a byte off the partner for SETTLE_MS, then say done. */
+static void settler_main(int go, int done, int to, int from)
+{
+	uint64_t end;
+	char c;
+
+	while (read(go, &c, 1) == 1) {
+		end = now_ns() + SETTLE_MS * 1000000ULL;
+		while (now_ns() < end)
+			if (write(to, &c, 1) != 1 || read(from, &c, 1) != 1)
+				_exit(1);
+		if (write(done, &c, 1) != 1)
+			break;
+	}
+	_exit(0);
+}
+
+static pid_t fork_pinned(long cpu)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (!pid)
+		pin_to_cpu(cpu);
+	return pid;
+}
+
+static void start_settlers(void)
+{
+	long cpu;
+
+	nr_settlers = sysconf(_SC_NPROCESSORS_ONLN);
+	if (nr_settlers < 1)
+		nr_settlers = 1;
+	settlers = calloc(nr_settlers, sizeof(*settlers));
+	if (!settlers)
+		die("out of memory");
+	for (cpu = 0; cpu < nr_settlers; cpu++) {
+		int go[2], done[2], to[2], from[2];
+
+		if (pipe(go) || pipe(done) || pipe(to) || pipe(from))
+			die("pipe: %s", strerror(errno));
+		settlers[cpu].pids[0] = fork_pinned(cpu);
+		if (!settlers[cpu].pids[0])
+			echo_main(to[0], from[1]);
+		settlers[cpu].pids[1] = fork_pinned(cpu);
+		if (!settlers[cpu].pids[1])
+			settler_main(go[0], done[1], to[1], from[0]);
+		close(go[0]);
+		close(done[1]);
+		close(to[0]);
+		close(to[1]);
+		close(from[0]);
+		close(from[1]);
+		settlers[cpu].go = go[1];
+		settlers[cpu].done = done[0];
+	}
+}
+
+static void stop_settlers(void)
+{
+	long cpu;
+	int i;
+
+	for (cpu = 0; cpu < nr_settlers; cpu++) {
+		close(settlers[cpu].go);
+		close(settlers[cpu].done);
+		for (i = 0; i < 2; i++) {
+			kill(settlers[cpu].pids[i], SIGKILL);
+			waitpid(settlers[cpu].pids[i], NULL, 0);
+		}
+	}
+	nr_settlers = 0;
+}
+
+/* Shrink every vCPU's software TLB; see struct settler. */
+static void settle_tlbs(void)
+{
+	long cpu;
+	char c = 's';
+
+	for (cpu = 0; cpu < nr_settlers; cpu++)
+		if (write(settlers[cpu].go, &c, 1) != 1)
+			die("settle: %s", strerror(errno));
+	for (cpu = 0; cpu < nr_settlers; cpu++)
+		if (read(settlers[cpu].done, &c, 1) != 1)
+			die("settle: a helper died");
 }
 
 /* One JSON line, written with a single write() so children never mix. */
@@ -658,6 +796,7 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		emit_error(c->scenario, m->name, "first sweep failed");
 		return 1;
 	}
+	settle_tlbs();
 	rng_state = 0x9E3779B97F4A7C15ULL ^ c->touched ^ (c->vmas << 20);
 	/* The first rounds also pay for translating code and warming caches. */
 	for (r = -WARMUP_RUNS; r < runs; r++) {
@@ -912,6 +1051,7 @@ static int measure_threads(const struct sweep_case *c,
 		emit_error(c->scenario, m->name, "first sweep failed");
 		return 1;
 	}
+	settle_tlbs();
 	for (r = -WARMUP_RUNS; r < runs; r++) {
 		uint64_t t0, t1;
 
@@ -1213,6 +1353,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "touched_sweep_bench: cannot set THP to "
 			"madvise; THP results may be mixed\n");
 	emit_meta(clocksource);
+	start_settlers();
 	fprintf(stderr, "warming up\n");
 	failed |= warm_up();
 
@@ -1248,5 +1389,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "first writes from several threads\n");
 		failed |= scenario_threads();
 	}
+	stop_settlers();
 	return failed;
 }
