@@ -136,10 +136,11 @@ static struct mm_struct *touched_sweep_get_mm(int pidfd)
 #define TOUCHED_SWEEP_ROUND_SPANS	512
 
 /*
- * Spans a round visits between two cond_resched() calls; rounds call it
- * between them too.  A span is at most one page table's entries, and a
- * sparse sweep visits about one per written page: a call per span was
- * 3 to 5 % of such a sweep.
+ * Page-table spans a round visits between two cond_resched() calls.  A
+ * sparse sweep visits about one per written page, and a call after each
+ * was 3 to 5 % of such a sweep.  A span larger than a page table (a
+ * stretch no page table maps, whose marks may run to 512 GiB) is followed
+ * by one, and so is each round.
  */
 #define TOUCHED_SWEEP_RESCHED_SPANS	16
 
@@ -679,7 +680,8 @@ static unsigned long sweep_vma(struct touched_sweep *s, struct touched_vma *tv,
 		if (stop < span_end)
 			break;
 		stop = end;
-		if (!(s->spans % TOUCHED_SWEEP_RESCHED_SPANS))
+		if (span_end - page > PMD_SIZE ||
+		    !(s->spans % TOUCHED_SWEEP_RESCHED_SPANS))
 			cond_resched();
 	}
 	if (s->clear)
