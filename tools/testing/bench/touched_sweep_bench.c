@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -39,6 +40,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -116,26 +118,49 @@ static uint64_t rng(void)
  * sweep), one full flush costs up to a millisecond, and the TLB shrinks
  * again only after 100 ms windows of flushes that find it mostly empty.
  * touched_sweep and soft-dirty flush the whole TLB when their range is
- * large; PAGEMAP_SCAN flushes page tables one at a time.  So that no
+ * large; PAGEMAP_SCAN flushes small ranges page by page.  So that no
  * measurement pays for pages an earlier step touched, it first waits while
- * a pair of helper processes on every CPU switch between each other, every
- * switch a full flush with little in the TLB, for SETTLE_MS.
+ * a pair of helper processes on every CPU switch between each other for
+ * SETTLE_MS, every switch a full flush, one of them reading SETTLE_PAGES
+ * pages in between: that leaves each TLB sized for about that many pages,
+ * room for a small step's working set, whether it was larger or smaller.
  */
+#define SETTLE_PAGES	1024
+
 struct settler {
 	int go, done;		/* ours: ask for a settle, hear it is over */
 	pid_t pids[2];
 };
 
 static struct settler *settlers;
-static long nr_settlers;
+static int nr_settlers;
 
-static void pin_to_cpu(long cpu)
+/* A helper: pinned, killed with the benchmark, holding only @keep. */
+static pid_t fork_helper(int cpu, const int *keep, int nr_keep)
 {
+	pid_t parent = getpid(), pid;
 	cpu_set_t set;
+	int fd, i;
 
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid)
+		return pid;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+		_exit(1);
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("pinning a helper to CPU %d: %s", cpu, strerror(errno));
+	/* Without other ends held here, a dead partner shows as EOF. */
+	for (fd = 3; fd < 1024; fd++) {
+		for (i = 0; i < nr_keep && keep[i] != fd; i++)
+			;
+		if (i == nr_keep)
+			close(fd);
+	}
+	return 0;
 }
 
 /* The partner: echoes every byte until its pipe closes. */
@@ -149,54 +174,61 @@ static void echo_main(int in, int out)
 	_exit(0);
 }
 
-/* On every go, bounce a byte off the partner for SETTLE_MS, then say done. */
+/*
+ * On every go, bounce a byte off the partner for SETTLE_MS, reading
+ * SETTLE_PAGES pages between bounces, then say done.
+ */
 static void settler_main(int go, int done, int to, int from)
 {
+	volatile char *pages = malloc(SETTLE_PAGES * PAGE);
+	unsigned long i, sum = 0;
 	uint64_t end;
 	char c;
 
+	if (!pages)
+		_exit(1);
+	for (i = 0; i < SETTLE_PAGES; i++)
+		pages[i * PAGE] = 1;
 	while (read(go, &c, 1) == 1) {
 		end = now_ns() + SETTLE_MS * 1000000ULL;
-		while (now_ns() < end)
+		while (now_ns() < end) {
+			for (i = 0; i < SETTLE_PAGES; i++)
+				sum += pages[i * PAGE];
 			if (write(to, &c, 1) != 1 || read(from, &c, 1) != 1)
 				_exit(1);
+		}
 		if (write(done, &c, 1) != 1)
 			break;
 	}
-	_exit(0);
+	_exit(sum == 0);
 }
 
-static pid_t fork_pinned(long cpu)
-{
-	pid_t pid = fork();
-
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (!pid)
-		pin_to_cpu(cpu);
-	return pid;
-}
-
+/* A pair of helpers on every CPU this process may run on. */
 static void start_settlers(void)
 {
-	long cpu;
+	cpu_set_t allowed;
+	int cpu, n = 0;
 
-	nr_settlers = sysconf(_SC_NPROCESSORS_ONLN);
-	if (nr_settlers < 1)
-		nr_settlers = 1;
-	settlers = calloc(nr_settlers, sizeof(*settlers));
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		die("sched_getaffinity: %s", strerror(errno));
+	settlers = calloc(CPU_COUNT(&allowed), sizeof(*settlers));
 	if (!settlers)
 		die("out of memory");
-	for (cpu = 0; cpu < nr_settlers; cpu++) {
+	for (cpu = 0; cpu < CPU_SETSIZE; cpu++) {
 		int go[2], done[2], to[2], from[2];
+		struct settler *st = &settlers[n];
 
-		if (pipe(go) || pipe(done) || pipe(to) || pipe(from))
+		if (!CPU_ISSET(cpu, &allowed))
+			continue;
+		if (pipe(go) || pipe2(done, O_NONBLOCK) || pipe(to) ||
+		    pipe(from))
 			die("pipe: %s", strerror(errno));
-		settlers[cpu].pids[0] = fork_pinned(cpu);
-		if (!settlers[cpu].pids[0])
+		st->pids[0] = fork_helper(cpu, (int[]){ to[0], from[1] }, 2);
+		if (!st->pids[0])
 			echo_main(to[0], from[1]);
-		settlers[cpu].pids[1] = fork_pinned(cpu);
-		if (!settlers[cpu].pids[1])
+		st->pids[1] = fork_helper(cpu, (int[]){ go[0], done[1], to[1],
+						       from[0] }, 4);
+		if (!st->pids[1])
 			settler_main(go[0], done[1], to[1], from[0]);
 		close(go[0]);
 		close(done[1]);
@@ -204,39 +236,47 @@ static void start_settlers(void)
 		close(to[1]);
 		close(from[0]);
 		close(from[1]);
-		settlers[cpu].go = go[1];
-		settlers[cpu].done = done[0];
+		st->go = go[1];
+		st->done = done[0];
+		nr_settlers = ++n;
 	}
 }
 
 static void stop_settlers(void)
 {
-	long cpu;
-	int i;
+	int i, j;
 
-	for (cpu = 0; cpu < nr_settlers; cpu++) {
-		close(settlers[cpu].go);
-		close(settlers[cpu].done);
-		for (i = 0; i < 2; i++) {
-			kill(settlers[cpu].pids[i], SIGKILL);
-			waitpid(settlers[cpu].pids[i], NULL, 0);
+	for (i = 0; i < nr_settlers; i++) {
+		close(settlers[i].go);
+		close(settlers[i].done);
+		for (j = 0; j < 2; j++) {
+			kill(settlers[i].pids[j], SIGKILL);
+			waitpid(settlers[i].pids[j], NULL, 0);
 		}
 	}
 	nr_settlers = 0;
 }
 
-/* Shrink every vCPU's software TLB; see struct settler. */
+/* Settle every vCPU's software TLB; see SETTLE_PAGES. */
 static void settle_tlbs(void)
 {
-	long cpu;
+	struct pollfd pfd = { .events = POLLIN };
 	char c = 's';
+	ssize_t r;
+	int i;
 
-	for (cpu = 0; cpu < nr_settlers; cpu++)
-		if (write(settlers[cpu].go, &c, 1) != 1)
-			die("settle: %s", strerror(errno));
-	for (cpu = 0; cpu < nr_settlers; cpu++)
-		if (read(settlers[cpu].done, &c, 1) != 1)
+	for (i = 0; i < nr_settlers; i++) {
+		/* A done left over from a settle whose caller was killed. */
+		while ((r = read(settlers[i].done, &c, 1)) == 1)
+			;
+		if (!r || write(settlers[i].go, &c, 1) != 1)
 			die("settle: a helper died");
+	}
+	for (i = 0; i < nr_settlers; i++) {
+		pfd.fd = settlers[i].done;
+		if (poll(&pfd, 1, -1) < 0 || read(pfd.fd, &c, 1) != 1)
+			die("settle: a helper died");
+	}
 }
 
 /* One JSON line, written with a single write() so children never mix. */
