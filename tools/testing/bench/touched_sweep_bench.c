@@ -65,8 +65,9 @@
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 /*
  * Rounds run and thrown away before the timed ones.  Under TCG they also
- * let the software TLB, which settle_tlbs() shrank, grow back to what a
- * round uses: at 2 GiB it doubles once per round, at the sweep's flush.
+ * let the software TLB, which settle_tlbs() left sized for SETTLE_PAGES
+ * pages, grow to what a round uses: at 2 GiB it doubles once per round,
+ * at the sweep's flush.
  */
 #define WARMUP_RUNS	8
 /* How long settle_tlbs() switches between processes on every CPU. */
@@ -811,6 +812,21 @@ static int timed_sweep(const struct sweep_case *c, const struct mechanism *m,
 	return 0;
 }
 
+/*
+ * Sweep all of @lo once, since everything populated counts as written,
+ * then settle the TLBs.  Returns 0, or 1 after reporting an error.
+ */
+static int start_clean(const struct sweep_case *c, const struct mechanism *m,
+		       const struct layout *lo)
+{
+	if (m->sweep(lo->base, lo->base + lo->span) < 0) {
+		emit_error(c->scenario, m->name, "first sweep failed");
+		return 1;
+	}
+	settle_tlbs();
+	return 0;
+}
+
 /* One measurement, in the calling (child) process. */
 static int measure(const struct sweep_case *c, const struct mechanism *m)
 {
@@ -831,12 +847,8 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		die("out of memory");
 	if (c->thp)
 		huge_kib = anon_huge_kib();
-	/* Start clean: everything populated above counts as written. */
-	if (m->sweep(lo.base, lo.base + lo.span) < 0) {
-		emit_error(c->scenario, m->name, "first sweep failed");
+	if (start_clean(c, m, &lo))
 		return 1;
-	}
-	settle_tlbs();
 	rng_state = 0x9E3779B97F4A7C15ULL ^ c->touched ^ (c->vmas << 20);
 	/* The first rounds also pay for translating code and warming caches. */
 	for (r = -WARMUP_RUNS; r < runs; r++) {
@@ -1087,11 +1099,8 @@ static int measure_threads(const struct sweep_case *c,
 		if (pthread_create(&w[i].thread, NULL, writer_main, &w[i]))
 			die("pthread_create: %s", strerror(errno));
 	}
-	if (m->sweep(lo.base, lo.base + lo.span) < 0) {
-		emit_error(c->scenario, m->name, "first sweep failed");
+	if (start_clean(c, m, &lo))
 		return 1;
-	}
-	settle_tlbs();
 	for (r = -WARMUP_RUNS; r < runs; r++) {
 		uint64_t t0, t1;
 
