@@ -450,17 +450,48 @@ out:
 }
 
 /*
- * Look at each recorded page of @mm: with @settle, hash the pages waiting
+ * Look at each recorded page of @tv: with @settle, hash the pages waiting
  * for their hash; without, compare the others with theirs.
  */
-static void touched_check_walk(struct mm_struct *mm, bool settle)
+static void touched_check_walk_vma(struct mm_struct *mm,
+				   struct touched_vma *tv, bool settle)
 {
 	xa_mark_t filter = settle ? TOUCHED_CHECK_PENDING : XA_PRESENT;
-	struct touched_mm *tm = mm->touched;
-	struct touched_vma *tv;
-	struct rb_node *rb;
 	unsigned long idx;
 	void *entry;
+
+	xa_for_each_marked(&tv->hashes, idx, entry, filter) {
+		if (!settle && xa_get_mark(&tv->hashes, idx,
+					   TOUCHED_CHECK_PENDING))
+			continue;
+		switch (touched_check_page(mm, tv, idx, xa_to_value(entry),
+					   settle)) {
+		case TOUCHED_CHECK_FORGET:
+			xa_erase_bh(&tv->hashes, idx);
+			break;
+		case TOUCHED_CHECK_KEEP:
+			if (!settle)
+				break;
+			xa_lock_bh(&tv->hashes);
+			__xa_clear_mark(&tv->hashes, idx, TOUCHED_CHECK_PENDING);
+			xa_unlock_bh(&tv->hashes);
+			break;
+		case TOUCHED_CHECK_LATER:
+			break;
+		}
+		cond_resched();
+	}
+}
+
+/*
+ * touched_check_walk_vma() over every tracked VMA of @mm, or only over
+ * @only if not NULL.
+ */
+static void touched_check_walk(struct mm_struct *mm, struct touched_vma *only,
+			       bool settle)
+{
+	struct touched_mm *tm = mm->touched;
+	struct rb_node *rb;
 
 	if (!READ_ONCE(audit) || !tm)
 		return;
@@ -471,32 +502,14 @@ static void touched_check_walk(struct mm_struct *mm, bool settle)
 	 */
 	if (settle && mm_tlb_flush_pending(mm))
 		return;
-	/* The tree's shape changes only under mmap_lock held for writing. */
-	for (rb = rb_first(&tm->root); rb; rb = rb_next(rb)) {
-		tv = rb_entry(rb, struct touched_vma, rb);
-		xa_for_each_marked(&tv->hashes, idx, entry, filter) {
-			if (!settle && xa_get_mark(&tv->hashes, idx,
-						   TOUCHED_CHECK_PENDING))
-				continue;
-			switch (touched_check_page(mm, tv, idx,
-						   xa_to_value(entry), settle)) {
-			case TOUCHED_CHECK_FORGET:
-				xa_erase_bh(&tv->hashes, idx);
-				break;
-			case TOUCHED_CHECK_KEEP:
-				if (!settle)
-					break;
-				xa_lock_bh(&tv->hashes);
-				__xa_clear_mark(&tv->hashes, idx,
-						TOUCHED_CHECK_PENDING);
-				xa_unlock_bh(&tv->hashes);
-				break;
-			case TOUCHED_CHECK_LATER:
-				break;
-			}
-			cond_resched();
-		}
+	if (only) {
+		touched_check_walk_vma(mm, only, settle);
+		return;
 	}
+	/* The tree's shape changes only under mmap_lock held for writing. */
+	for (rb = rb_first(&tm->root); rb; rb = rb_next(rb))
+		touched_check_walk_vma(mm, rb_entry(rb, struct touched_vma, rb),
+				       settle);
 }
 
 /**
@@ -507,7 +520,7 @@ static void touched_check_walk(struct mm_struct *mm, bool settle)
  */
 void touched_check_settle(struct mm_struct *mm)
 {
-	touched_check_walk(mm, true);
+	touched_check_walk(mm, NULL, true);
 }
 
 /**
@@ -518,7 +531,7 @@ void touched_check_settle(struct mm_struct *mm)
  */
 void touched_check_audit(struct mm_struct *mm)
 {
-	touched_check_walk(mm, false);
+	touched_check_walk(mm, NULL, false);
 }
 
 static int touched_check_record_pte(pte_t *pte, unsigned long addr,
@@ -553,7 +566,8 @@ void touched_check_arm(struct vm_area_struct *vma)
 		return;
 	walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
 			&touched_check_record_ops, NULL);
-	touched_check_settle(vma->vm_mm);
+	/* Only this VMA's pages wait: arming 10,000 VMAs stays linear. */
+	touched_check_walk(vma->vm_mm, tv, true);
 }
 
 /**
