@@ -76,6 +76,8 @@
 static int out_fd = STDOUT_FILENO;
 static int runs = 11;
 static bool quick;
+/* -s: only settle the TLBs, before a benchmark of another program. */
+static bool settle_only;
 /* -m: measure only this mechanism (NULL: all), for profiles of one. */
 static const char *only_mechanism;
 /* Off while warming up: measure, but neither report nor print. */
@@ -1309,6 +1311,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: touched_sweep_bench [-o FILE] [-r RUNS] [-m MECHANISM] [-q] [SCENARIO...]\n"
+"       touched_sweep_bench -s [-o FILE]\n"
 "\n"
 "Time a sweep (report and re-arm) of touched_sweep(2), PAGEMAP_SCAN with\n"
 "userfaultfd async write-protect, and soft-dirty, and the first write\n"
@@ -1331,7 +1334,9 @@ static void usage(FILE *f)
 "  -r RUNS   repetitions per measurement (default 11, at most %d)\n"
 "  -m NAME   measure only touched_sweep, pagemap_scan or soft_dirty\n"
 "            (for profiling one; the targets need all three)\n"
-"  -q        quick: fewer and smaller steps, to check the benchmark\n",
+"  -q        quick: fewer and smaller steps, to check the benchmark\n"
+"  -s        settle every CPU's TLB as before each measurement, write the\n"
+"            meta record and exit, for a benchmark run by another program\n",
 		MAX_SAMPLES);
 }
 
@@ -1343,7 +1348,7 @@ int main(int argc, char **argv)
 	int opt, failed = 0;
 	unsigned int i;
 
-	while ((opt = getopt(argc, argv, "o:r:m:qh")) != -1) {
+	while ((opt = getopt(argc, argv, "o:r:m:qsh")) != -1) {
 		switch (opt) {
 		case 'm':
 			only_mechanism = optarg;
@@ -1361,6 +1366,9 @@ int main(int argc, char **argv)
 			break;
 		case 'q':
 			quick = true;
+			break;
+		case 's':
+			settle_only = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1383,6 +1391,11 @@ int main(int argc, char **argv)
 		want[i] = true;
 		any = true;
 	}
+	if (settle_only && (any || only_mechanism)) {
+		fprintf(stderr, "touched_sweep_bench: -s runs no scenario\n");
+		usage(stderr);
+		return 2;
+	}
 	if (!any)
 		memset(want, true, sizeof(want));
 	for (i = 0; only_mechanism && i < ARRAY_SIZE(mechanisms); i++)
@@ -1403,6 +1416,12 @@ int main(int argc, char **argv)
 			"madvise; THP results may be mixed\n");
 	emit_meta(clocksource);
 	start_settlers();
+	if (settle_only) {
+		fprintf(stderr, "settling the TLBs\n");
+		settle_tlbs();
+		stop_settlers();
+		return 0;
+	}
 	fprintf(stderr, "warming up\n");
 	failed |= warm_up();
 

@@ -1059,7 +1059,8 @@ _VALUE_OPTIONS = ("-o", "-r", "-m")
 
 def guest_command(binary: Path, bench_args: Sequence[str]) -> list[str]:
     """The guest's command: the benchmark program for its scenarios, then
-    pysweep_bench.py for "binding", both into one JSON lines file.
+    pysweep_bench.py for "binding" after the program settled the TLBs,
+    both into one JSON lines file.
 
     With no scenario named both run; otherwise each runs for the scenarios
     it has, if any.  -r gives both their repetitions.
@@ -1081,6 +1082,10 @@ def guest_command(binary: Path, bench_args: Sequence[str]) -> list[str]:
     if not scenarios or others:
         steps.append(shlex.join([str(binary), "-o", out, *program, *others]))
     if not scenarios or BINDING_SCENARIO in scenarios:
+        # The program's steps leave the emulator's TLBs sized for their
+        # last one: settle them as it does before each of its own.  When
+        # the program measures nothing, this writes the meta record.
+        steps.append(shlex.join([str(binary), "-s", "-o", "/dev/null" if steps else out]))
         steps.append(shlex.join(["python3", str(PYSWEEP_BENCH), "guest", "--jsonl", out, *(["--runs", runs] if runs else [])]))
     # Both run even if the first fails; the status is the first failure's.
     script = "status=0\n" + "".join(f"{step} || status=$((status ? status : $?))\n" for step in steps)
