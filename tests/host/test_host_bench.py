@@ -178,6 +178,23 @@ def test_parses_every_record_type() -> None:
     )
 
 
+def test_records_of_one_configuration_from_several_children_are_joined() -> None:
+    """The size scenario measures each configuration in several children:
+    the targets see one measurement with every sample, in which a child
+    that ran slow throughout does not decide the median."""
+    records = [r for r in full_run() if r.get("scenario") != "size"]
+    for sweep_us in ([90, 95, 100], [30, 31, 29], [31, 32, 30]):
+        records.append(measurement("size", "touched_sweep", sweep_us, tracked_mib=2048, first_write_ns=[sweep_us[0]] * 3))
+    records.append(measurement("size", "touched_sweep", [40], tracked_mib=2048, touched_pages=128))
+    data = parse(records)
+    joined, other = [m for m in data.measurements if m.scenario == "size"]
+    assert joined.sweep_us == (90, 95, 100, 30, 31, 29, 31, 32, 30)
+    assert joined.first_write_ns == (90,) * 3 + (30,) * 3 + (31,) * 3
+    assert joined.children == 3 and bench.sweep_median(joined) == 31
+    assert (other.touched_pages, other.children) == (128, 1)
+    assert bench.measurement_summary(joined)["runs"] == 9
+
+
 def test_extra_fields_unknown_types_and_blank_lines() -> None:
     rec = measurement("thp", "touched_sweep", [1, 2], thp=True)
     rec["anon_huge_kib"] = 2048
@@ -295,6 +312,7 @@ def test_results_json_fields() -> None:
             "sweep_us_max",
             "first_write_ns_median",
             "runs",
+            "children",
         }
     targets = res["targets"]
     assert isinstance(targets, list)

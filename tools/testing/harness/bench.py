@@ -8,7 +8,9 @@ with the performance and memory targets evaluated.
 The benchmark writes one JSON object a line:
   meta         the guest kernel, clocksource, CPUs, memory, page size, runs (first line)
   measurement  one configuration of one scenario and mechanism, with the sweep
-               times (us) and first-write costs (ns) of every repetition
+               times (us) and first-write costs (ns) of every repetition; the
+               records of one configuration from several children are joined
+               into one with all their samples
   memory       kernel memory tracking took, per repetition, and its budget
   skip         a mechanism the guest kernel does not offer
   error        something went wrong: the run fails, after reporting the rest
@@ -90,6 +92,8 @@ class Measurement:
     first_write_ns: tuple[float, ...]
     # Random writes between sweeps; more than touched_pages when pages repeat.
     writes: int = 0
+    # Child processes whose samples these are.
+    children: int = 1
 
     @property
     def repeats(self) -> bool:
@@ -274,7 +278,7 @@ def parse_jsonl(text: str, source: str = "bench.jsonl") -> BenchData:
         if data is None:
             raise BenchFormatError(f"{where}: a {kind} record before the meta record")
         if kind == "measurement":
-            data.measurements.append(_measurement(f))
+            _add_measurement(data, _measurement(f))
         elif kind == "memory":
             data.memory.append(_memory(f))
         elif kind == "skip":
@@ -286,6 +290,25 @@ def parse_jsonl(text: str, source: str = "bench.jsonl") -> BenchData:
         raise BenchFormatError(f"{source}: no meta record" + (f" ({why})" if why else ""))
     data.errors.extend(pending_errors)
     return data
+
+
+def _configuration(m: Measurement) -> tuple[object, ...]:
+    return (m.scenario, m.mechanism, m.tracked_mib, m.touched_pages, m.writes, m.vmas, m.thp)
+
+
+def _add_measurement(data: BenchData, m: Measurement) -> None:
+    """Add @m, or join it to the earlier record of its configuration, from
+    another child: one measurement with the samples of both."""
+    for i, earlier in enumerate(data.measurements):
+        if _configuration(earlier) == _configuration(m):
+            data.measurements[i] = dataclasses.replace(
+                earlier,
+                sweep_us=earlier.sweep_us + m.sweep_us,
+                first_write_ns=earlier.first_write_ns + m.first_write_ns,
+                children=earlier.children + m.children,
+            )
+            return
+    data.measurements.append(m)
 
 
 def load_jsonl(path: Path) -> BenchData:
@@ -353,6 +376,7 @@ def measurement_summary(m: Measurement) -> dict[str, object]:
         "sweep_us_max": maximum(m.sweep_us),
         "first_write_ns_median": median(m.first_write_ns),
         "runs": runs or None,
+        "children": m.children,
     }
 
 
