@@ -566,7 +566,10 @@ void touched_check_arm(struct vm_area_struct *vma)
 		return;
 	walk_page_range(vma->vm_mm, vma->vm_start, vma->vm_end,
 			&touched_check_record_ops, NULL);
-	/* Only this VMA's pages wait: arming 10,000 VMAs stays linear. */
+	/*
+	 * This VMA's pages only: other VMAs' waiting pages are settled by the
+	 * next clearing sweep's round, and arming n VMAs stays linear.
+	 */
 	touched_check_walk(vma->vm_mm, tv, true);
 }
 
