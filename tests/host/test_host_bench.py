@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -599,14 +600,14 @@ def test_bench_arguments_reach_the_program(monkeypatch: pytest.MonkeyPatch, argv
 @pytest.mark.parametrize(
     ("args", "program", "binding"),
     [
-        ([], ["-o", f"{vm.GUEST_OUT}/bench.jsonl"], ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
+        ([], ["-o", f"{vm.GUEST_OUT}/bench.jsonl"], ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl", "--runs", "21"]),
         (
             ["-q", "-r", "5", "size", "binding"],
             ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-q", "-r", "5", "size"],
             ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl", "--runs", "5"],
         ),
         (["-m", "touched_sweep", "vmas"], ["-o", f"{vm.GUEST_OUT}/bench.jsonl", "-m", "touched_sweep", "vmas"], None),
-        (["binding"], None, ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl"]),
+        (["binding"], None, ["guest", "--jsonl", f"{vm.GUEST_OUT}/bench.jsonl", "--runs", "21"]),
     ],
 )
 def test_the_guest_runs_the_program_and_the_binding_benchmark(
@@ -614,7 +615,7 @@ def test_the_guest_runs_the_program_and_the_binding_benchmark(
 ) -> None:
     """Scenarios go to the program that has them; both write one JSON lines
     file, and the binding's benchmark runs after a settle that writes the
-    meta record when nothing else does."""
+    meta record, with the binding's repetitions, when nothing else does."""
     shell, flag, script = bench.guest_command(Path("/bench"), args)
     assert (shell, flag) == ("sh", "-c")
     steps = [shlex.split(line.split(" || ")[0]) for line in script.splitlines() if " || " in line]
@@ -623,9 +624,15 @@ def test_the_guest_runs_the_program_and_the_binding_benchmark(
         want.append(["/bench", *program])
     if binding is not None:
         meta_to = "/dev/null" if program is not None else f"{vm.GUEST_OUT}/bench.jsonl"
-        want.append(["/bench", "-s", "-o", meta_to])
+        want.append(["/bench", "-s", "-o", meta_to, "-r", binding[-1]])
         want.append(["python3", str(bench.PYSWEEP_BENCH), *binding])
     assert steps == want
+
+
+def test_the_binding_default_is_pysweep_benchs() -> None:
+    """The meta record of a binding-only run gives the repetitions it ran."""
+    parser_default = re.search(r'"--runs", type=int, default=(\d+)', bench.PYSWEEP_BENCH.read_text())
+    assert parser_default is not None and int(parser_default.group(1)) == bench.PYSWEEP_RUNS
 
 
 def test_the_binding_target() -> None:

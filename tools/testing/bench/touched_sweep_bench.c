@@ -924,7 +924,8 @@ static const unsigned long size_mib[] = { 64, 256, 1024, 2048 };
  * same settings, first writes included, whatever the mechanism: in one
  * boot, four children in turn swept 2 GiB in 492, 266, 321 and 492 us.
  * With one child per mechanism, the 2 GiB ratios depended on which ones
- * drew a slow run.
+ * drew a slow run.  The children write the same pages (the seed is the
+ * configuration's): only the process differs.
  */
 #define SIZE_CHILDREN	3
 
@@ -1324,7 +1325,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: touched_sweep_bench [-o FILE] [-r RUNS] [-m MECHANISM] [-q] [SCENARIO...]\n"
-"       touched_sweep_bench -s [-o FILE]\n"
+"       touched_sweep_bench -s [-o FILE] [-r RUNS]\n"
 "\n"
 "Time a sweep (report and re-arm) of touched_sweep(2), PAGEMAP_SCAN with\n"
 "userfaultfd async write-protect, and soft-dirty, and the first write\n"
@@ -1344,12 +1345,14 @@ static void usage(FILE *f)
 "               tracked VMA of its own (32 MiB)\n"
 "\n"
 "  -o FILE   write the results to FILE\n"
-"  -r RUNS   repetitions per measurement (default 11, at most %d)\n"
+"  -r RUNS   timed rounds per measurement process (default 11, at most\n"
+"            %d)\n"
 "  -m NAME   measure only touched_sweep, pagemap_scan or soft_dirty\n"
 "            (for profiling one; the targets need all three)\n"
 "  -q        quick: fewer and smaller steps, to check the benchmark\n"
 "  -s        settle every CPU's TLB as before each measurement, write the\n"
-"            meta record and exit, for a benchmark run by another program\n",
+"            meta record (with RUNS) and exit, for a benchmark run by\n"
+"            another program\n",
 		MAX_SAMPLES);
 }
 

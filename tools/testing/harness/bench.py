@@ -926,7 +926,7 @@ def render(data: BenchData, info: RunInfo, targets: list[Target]) -> str:
     out = [
         f"kernel {meta.kernel}, {info.accelerator}, {meta.cpus} vCPUs, "
         f"{meta.mem_total_kib // 1024} MiB, clocksource {meta.clocksource}, "
-        f"{meta.runs} runs, {info.date}"
+        f"{meta.runs} runs per process, {info.date}"
     ]
     if data.measurements:
         rows = []
@@ -1077,6 +1077,8 @@ def report_only(jsonl: Path, accel: str) -> int:
 # the bare call, timed by pysweep_bench.py in the same boot.
 BINDING_SCENARIO = "binding"
 PYSWEEP_BENCH = REPO / "tools" / "testing" / "bench" / "pysweep_bench.py"
+# pysweep_bench.py's repetitions when -r does not say (its --runs default).
+PYSWEEP_RUNS = 21
 # Options of the benchmark program that take a value.
 _VALUE_OPTIONS = ("-o", "-r", "-m")
 
@@ -1109,8 +1111,11 @@ def guest_command(binary: Path, bench_args: Sequence[str]) -> list[str]:
         # The program's steps leave the emulator's TLBs sized for their
         # last one: settle them as it does before each of its own.  When
         # the program measures nothing, this writes the meta record.
-        steps.append(shlex.join([str(binary), "-s", "-o", "/dev/null" if steps else out]))
-        steps.append(shlex.join(["python3", str(PYSWEEP_BENCH), "guest", "--jsonl", out, *(["--runs", runs] if runs else [])]))
+        # Both sides of the binding run -r's repetitions, or pysweep_bench.py's
+        # default, which the meta record then says.
+        runs = runs or str(PYSWEEP_RUNS)
+        steps.append(shlex.join([str(binary), "-s", "-o", "/dev/null" if steps else out, "-r", runs]))
+        steps.append(shlex.join(["python3", str(PYSWEEP_BENCH), "guest", "--jsonl", out, "--runs", runs]))
     # Both run even if the first fails; the status is the first failure's.
     script = "status=0\n" + "".join(f"{step} || status=$((status ? status : $?))\n" for step in steps)
     return ["sh", "-c", script + "exit $status"]
