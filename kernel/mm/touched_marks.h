@@ -9,6 +9,7 @@
 #include <linux/atomic.h>
 #include <linux/bitmap.h>
 #include <linux/bitops.h>
+#include <linux/log2.h>
 #include <linux/maple_tree.h>
 #include <linux/minmax.h>
 #include <linux/mm_types.h>
@@ -84,10 +85,20 @@ struct touched_vma {
 #endif
 };
 
-/* Pages covered by one summary bit. */
-static inline unsigned long tb_group_pages(const struct touched_vma *tv)
+/*
+ * log2 of the pages one summary bit covers.  Group arithmetic shifts by it
+ * rather than dividing by the group size: the compiler cannot tell that
+ * the size is a power of two, and a division costs a fault tens of cycles.
+ */
+static inline unsigned int tb_group_order(const struct touched_vma *tv)
 {
-	return BITS_PER_LONG << tv->shift;
+	return tv->shift + ilog2(BITS_PER_LONG);
+}
+
+/* Summary bits in use: groups that hold a page of the VMA. */
+static inline unsigned long tb_groups(const struct touched_vma *tv)
+{
+	return ((tv->nr_pages - 1) >> tb_group_order(tv)) + 1;
 }
 
 /*
@@ -143,12 +154,12 @@ static inline void tb_andnot_bits(unsigned long *map, unsigned long start,
 static inline void tb_set_range(struct touched_vma *tv, unsigned long idx,
 				unsigned long nr)
 {
-	unsigned long group_pages = tb_group_pages(tv);
-	unsigned long first = idx / group_pages, last;
+	unsigned int order = tb_group_order(tv);
+	unsigned long first = idx >> order, last;
 
 	if (!nr)
 		return;
-	last = (idx + nr - 1) / group_pages;
+	last = (idx + nr - 1) >> order;
 	if (nr == 1)
 		set_bit(idx, tv->marks);
 	else
@@ -214,10 +225,8 @@ static inline void tb_or_word(struct touched_vma *tv, unsigned long wi,
 /* Set the marks of every page, of a VMA no one else can see yet. */
 static inline void tb_fill(struct touched_vma *tv)
 {
-	unsigned long group_pages = tb_group_pages(tv);
-
 	bitmap_set(tv->marks, 0, tv->nr_pages);
-	bitmap_set(tv->summary, 0, DIV_ROUND_UP(tv->nr_pages, group_pages));
+	bitmap_set(tv->summary, 0, tb_groups(tv));
 }
 
 /*
@@ -249,9 +258,10 @@ static inline bool tb_group_marked(const struct touched_vma *tv,
 static inline void tb_summarize(struct touched_vma *tv,
 				unsigned long first, unsigned long last)
 {
-	unsigned long group_pages = tb_group_pages(tv), group;
+	unsigned int order = tb_group_order(tv);
+	unsigned long group;
 
-	for (group = first / group_pages; group <= last / group_pages; group++) {
+	for (group = first >> order; group <= last >> order; group++) {
 		if (!test_bit(group, tv->summary))
 			continue;
 		clear_bit(group, tv->summary);
@@ -299,16 +309,16 @@ static __always_inline unsigned long tb_find_next(const unsigned long *map,
 static __always_inline unsigned long tb_next(const struct touched_vma *tv,
 					     unsigned long idx)
 {
-	unsigned long group_pages = tb_group_pages(tv);
-	unsigned long groups = DIV_ROUND_UP(tv->nr_pages, group_pages);
+	unsigned int order = tb_group_order(tv);
+	unsigned long groups = tb_groups(tv);
 	unsigned long group, end, found;
 
 	while (idx < tv->nr_pages) {
-		group = tb_find_next(tv->summary, groups, idx / group_pages);
+		group = tb_find_next(tv->summary, groups, idx >> order);
 		if (group >= groups)
 			break;
-		idx = max(idx, group * group_pages);
-		end = min(tv->nr_pages, (group + 1) * group_pages);
+		idx = max(idx, group << order);
+		end = min(tv->nr_pages, (group + 1) << order);
 		found = tb_find_next(tv->marks, end, idx);
 		if (found < end)
 			return found;
