@@ -179,6 +179,17 @@ def test_parses_every_record_type() -> None:
     )
 
 
+def test_the_span_of_a_process_s_rounds_is_kept_and_shown() -> None:
+    spanned = parse([{**META, "min_span_ms": 500}, *full_run()[1:]])
+    assert spanned.meta.min_span_ms == 500
+    assert bench.results(spanned, INFO, [])["min_span_ms"] == 500
+    assert "at least 3 runs per process, spanning 500 ms" in bench.render(spanned, INFO, [])
+    # Records from before the span was recorded: rounds were counted only.
+    counted = parse(full_run())
+    assert counted.meta.min_span_ms == 0
+    assert "3 runs per process" in bench.render(counted, INFO, [])
+
+
 def test_records_of_one_configuration_from_several_children_are_joined() -> None:
     """The size scenario measures each configuration in several children:
     the targets see one measurement with every sample, in which a child

@@ -11,7 +11,8 @@
  * the emulator's TLBs to settle (see struct settler), and then repeats:
  * write some random pages (timing the first writes), then time one sweep
  * that reports and clears (re-arms) them.  The first WARMUP_RUNS rounds
- * are not timed.  A sweep that reports fewer pages than were written is an
+ * are not timed; the timed ones go on until there are RUNS of them and
+ * they span MIN_SPAN_MS.  A sweep that reports fewer pages than were written is an
  * error, so a mechanism cannot look fast by missing writes.
  *
  * The threads scenario writes from several threads at once, each to a
@@ -61,7 +62,7 @@
 #define PM_SOFT_DIRTY	(1ULL << 55)
 /* Room for every range of the largest touched-scaling step in one call. */
 #define VEC_LEN		(1UL << 17)
-#define MAX_SAMPLES	64
+#define MAX_SAMPLES	512
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 /*
  * Rounds run and thrown away before the timed ones.  Under TCG they also
@@ -72,6 +73,15 @@
 #define WARMUP_RUNS	8
 /* How long settle_tlbs() switches between processes on every CPU. */
 #define SETTLE_MS	400
+/*
+ * Timed rounds go on past the RUNS asked for until they span MIN_SPAN_MS
+ * (but stop at MAX_SAMPLES).  Under TCG the emulator runs about 1.7 times
+ * slower now and then, for 100 to 300 ms at a time, every mechanism
+ * alike.  Without a span, all the rounds of a fast measurement could fall
+ * into one such stretch while those of a slow one outlast it, and the
+ * medians would compare different states of the emulator.
+ */
+#define MIN_SPAN_MS	500
 
 static int out_fd = STDOUT_FILENO;
 static int runs = 11;
@@ -284,7 +294,7 @@ static void settle_tlbs(void)
 
 /* One JSON line, written with a single write() so children never mix. */
 struct line {
-	char buf[8192];
+	char buf[32768];
 	size_t len;
 };
 
@@ -727,7 +737,7 @@ struct sweep_case {
 static void emit_measurement(const struct sweep_case *c,
 			     const struct mechanism *m, unsigned long distinct,
 			     const double *sweep_us, const double *write_ns,
-			     long huge_kib)
+			     int n, long huge_kib)
 {
 	struct line l = { .len = 0 };
 
@@ -742,14 +752,29 @@ static void emit_measurement(const struct sweep_case *c,
 		 c->vmas, c->thp ? "true" : "false");
 	if (c->thp)
 		line_add(&l, ", \"anon_huge_kib\": %ld", huge_kib);
-	line_samples(&l, "sweep_us", sweep_us, m == &untracked ? 0 : runs);
-	line_samples(&l, "first_write_ns", write_ns, runs);
+	line_samples(&l, "sweep_us", sweep_us, m == &untracked ? 0 : n);
+	line_samples(&l, "first_write_ns", write_ns, n);
 	line_emit(&l);
 	fprintf(stderr, "  %-13s %-12s %9.1f MiB %6lu VMAs %6lu pages: "
-		"sweep %10.1f us, first write %8.0f ns/page\n", c->scenario,
-		m->name, (double)c->vmas * c->pages * PAGE / MIB, c->vmas,
-		distinct, m == &untracked ? 0.0 : median(sweep_us, runs),
-		median(write_ns, runs));
+		"sweep %10.1f us, first write %8.0f ns/page, %d rounds\n",
+		c->scenario, m->name, (double)c->vmas * c->pages * PAGE / MIB,
+		c->vmas, distinct,
+		m == &untracked ? 0.0 : median(sweep_us, n),
+		median(write_ns, n), n);
+}
+
+/*
+ * Has a measurement timed enough rounds, @n of them since @start?  At
+ * least @runs, spanning MIN_SPAN_MS (quick runs: @runs will do), or
+ * MAX_SAMPLES.
+ */
+static bool timed_enough(int n, uint64_t start)
+{
+	if (n >= MAX_SAMPLES)
+		return true;
+	if (n < runs)
+		return false;
+	return quick || now_ns() - start >= MIN_SPAN_MS * 1000000ULL;
 }
 
 /*
@@ -837,9 +862,10 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		.nr = c->vmas, .pages = c->pages, .thp = c->thp,
 	};
 	unsigned long i, distinct = 0;
+	uint64_t start = 0;
 	long huge_kib = -1;
 	char **pages;
-	int r;
+	int r, n = 0;
 
 	r = prepare(c, m, &lo);
 	if (r)
@@ -853,13 +879,15 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		return 1;
 	rng_state = 0x9E3779B97F4A7C15ULL ^ c->touched ^ (c->vmas << 20);
 	/* The first rounds also pay for translating code and warming caches. */
-	for (r = -WARMUP_RUNS; r < runs; r++) {
+	for (r = -WARMUP_RUNS; !timed_enough(n, start); r++) {
 		double write_one, sweep_one;
 		uint64_t t0, t1;
 
 		distinct = pick_pages(&lo, c->touched, c->within, c->repeat,
 				      pages);
 		t0 = now_ns();
+		if (!r)
+			start = t0;
 		for (i = 0; i < c->touched; i++)
 			*(volatile uint64_t *)(pages[i] + 64) = r + 1;
 		t1 = now_ns();
@@ -870,9 +898,10 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 			continue;
 		write_ns[r] = write_one;
 		sweep_us[r] = sweep_one;
+		n = r + 1;
 	}
 	free(pages);
-	emit_measurement(c, m, distinct, sweep_us, write_ns, huge_kib);
+	emit_measurement(c, m, distinct, sweep_us, write_ns, n, huge_kib);
 	return 0;
 }
 
@@ -1098,7 +1127,8 @@ static int measure_threads(const struct sweep_case *c,
 	unsigned long total = c->vmas * c->pages, i;
 	pthread_barrier_t go, done;
 	struct writer *w;
-	int r, round = 0;
+	uint64_t start = 0;
+	int r, n = 0, round = 0;
 
 	r = prepare(c, m, &lo);
 	if (r)
@@ -1117,27 +1147,30 @@ static int measure_threads(const struct sweep_case *c,
 	}
 	if (start_clean(c, m, &lo))
 		return 1;
-	for (r = -WARMUP_RUNS; r < runs; r++) {
+	for (r = -WARMUP_RUNS; !timed_enough(n, start); r++) {
 		uint64_t t0, t1;
 
 		round = r + WARMUP_RUNS + 1;
 		t0 = now_ns();
+		if (!r)
+			start = t0;
 		pthread_barrier_wait(&go);
 		pthread_barrier_wait(&done);
 		t1 = now_ns();
-		if (r >= 0)
-			write_ns[r] = (double)(t1 - t0) / total;
 		if (timed_sweep(c, m, &lo, total, &sweep_one))
 			return 1;
-		if (r >= 0)
-			sweep_us[r] = sweep_one;
+		if (r < 0)
+			continue;
+		write_ns[r] = (double)(t1 - t0) / total;
+		sweep_us[r] = sweep_one;
+		n = r + 1;
 	}
 	round = -1;
 	pthread_barrier_wait(&go);
 	for (i = 0; i < lo.nr; i++)
 		pthread_join(w[i].thread, NULL);
 	free(w);
-	emit_measurement(c, m, total, sweep_us, write_ns, -1);
+	emit_measurement(c, m, total, sweep_us, write_ns, n, -1);
 	return 0;
 }
 
@@ -1309,10 +1342,11 @@ static void emit_meta(const char *clocksource)
 	p = strstr(buf, "MemTotal:");
 	line_add(&l, "{\"type\": \"meta\", \"kernel\": \"%s\", "
 		 "\"clocksource\": \"%s\", \"cpus\": %ld, "
-		 "\"mem_total_kib\": %ld, \"page_size\": %ld, \"runs\": %d",
+		 "\"mem_total_kib\": %ld, \"page_size\": %ld, \"runs\": %d, "
+		 "\"min_span_ms\": %d",
 		 u.release, clocksource, sysconf(_SC_NPROCESSORS_ONLN),
 		 p ? strtol(p + 9, NULL, 10) : -1L, sysconf(_SC_PAGESIZE),
-		 runs);
+		 runs, quick ? 0 : MIN_SPAN_MS);
 	line_emit(&l);
 }
 
@@ -1345,15 +1379,16 @@ static void usage(FILE *f)
 "               tracked VMA of its own (32 MiB)\n"
 "\n"
 "  -o FILE   write the results to FILE\n"
-"  -r RUNS   timed rounds per measurement process (default 11, at most\n"
-"            %d)\n"
+"  -r RUNS   timed rounds per measurement process, at least (default 11,\n"
+"            at most %d); more follow until the timed rounds span\n"
+"            %d ms, except with -q\n"
 "  -m NAME   measure only touched_sweep, pagemap_scan or soft_dirty\n"
 "            (for profiling one; the targets need all three)\n"
 "  -q        quick: fewer and smaller steps, to check the benchmark\n"
 "  -s        settle every CPU's TLB as before each measurement, write the\n"
 "            meta record (with RUNS) and exit, for a benchmark run by\n"
 "            another program\n",
-		MAX_SAMPLES);
+		MAX_SAMPLES, MIN_SPAN_MS);
 }
 
 int main(int argc, char **argv)

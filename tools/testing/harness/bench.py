@@ -6,7 +6,8 @@ writes into build/bench/results.json, PNG plots and a table on the terminal,
 with the performance and memory targets evaluated.
 
 The benchmark writes one JSON object a line:
-  meta         the guest kernel, clocksource, CPUs, memory, page size, runs (first line)
+  meta         the guest kernel, clocksource, CPUs, memory, page size, runs
+               and how long each process times rounds at least (first line)
   measurement  one configuration of one scenario and mechanism, with the sweep
                times (us) and first-write costs (ns) of every repetition; the
                records of one configuration from several children are joined
@@ -78,6 +79,8 @@ class Meta:
     mem_total_kib: int
     page_size: int
     runs: int
+    # Timed rounds of a process go on past runs until they span this long.
+    min_span_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ def _meta(f: _Fields) -> Meta:
         mem_total_kib=f.integer("mem_total_kib"),
         page_size=f.integer("page_size"),
         runs=f.integer("runs"),
+        min_span_ms=f.integer("min_span_ms") if "min_span_ms" in f.record else 0,
     )
 
 
@@ -753,6 +757,7 @@ def results(data: BenchData, info: RunInfo, targets: list[Target]) -> dict[str, 
             "clocksource": meta.clocksource,
         },
         "runs": meta.runs,
+        "min_span_ms": meta.min_span_ms,
         "measurements": [measurement_summary(m) for m in ordered(data.measurements)],
         "memory": [memory_summary(r, meta.page_size) for r in data.memory],
         "targets": [t.as_json() for t in targets],
@@ -920,13 +925,19 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def _runs_per_process(meta: Meta) -> str:
+    if not meta.min_span_ms:
+        return f"{meta.runs} runs per process"
+    return f"at least {meta.runs} runs per process, spanning {meta.min_span_ms} ms"
+
+
 def render(data: BenchData, info: RunInfo, targets: list[Target]) -> str:
     """The terminal report: measurements, memory, targets, skips and errors."""
     meta = data.meta
     out = [
         f"kernel {meta.kernel}, {info.accelerator}, {meta.cpus} vCPUs, "
         f"{meta.mem_total_kib // 1024} MiB, clocksource {meta.clocksource}, "
-        f"{meta.runs} runs per process, {info.date}"
+        f"{_runs_per_process(meta)}, {info.date}"
     ]
     if data.measurements:
         rows = []
