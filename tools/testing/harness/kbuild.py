@@ -41,7 +41,7 @@ OVERLAYS = [
 ]
 
 FLAVOURS = {
-    "plain": ["guest.config"],
+    "plain": ["guest.config", "plain.config"],
     "debug": ["guest.config", "debug.config"],
     # The debug kernel built from the unpatched tree, without the feature.
     "vanilla": ["guest.config", "debug.config"],
