@@ -88,7 +88,8 @@ struct touched_vma {
 /*
  * log2 of the pages one summary bit covers.  Group arithmetic shifts by it
  * rather than dividing by the group size: the compiler cannot tell that
- * the size is a power of two, and a division costs a fault tens of cycles.
+ * the size is a power of two, and a division costs the write fault and
+ * each page table a sweep visits tens of cycles.
  */
 static inline unsigned int tb_group_order(const struct touched_vma *tv)
 {

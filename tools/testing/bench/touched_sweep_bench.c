@@ -12,8 +12,8 @@
  * write some random pages (timing the first writes), then time one sweep
  * that reports and clears (re-arms) them.  The first WARMUP_RUNS rounds
  * are not timed; the timed ones go on until there are RUNS of them and
- * they span MIN_SPAN_MS.  A sweep that reports fewer pages than were written is an
- * error, so a mechanism cannot look fast by missing writes.
+ * they span MIN_SPAN_MS.  A sweep that reports fewer pages than were
+ * written is an error, so a mechanism cannot look fast by missing writes.
  *
  * The threads scenario writes from several threads at once, each to a
  * tracked VMA of its own, to show what the first-write faults of a busy
@@ -764,17 +764,20 @@ static void emit_measurement(const struct sweep_case *c,
 }
 
 /*
- * Has a measurement timed enough rounds, @n of them since @start?  At
- * least @runs, spanning MIN_SPAN_MS (quick runs: @runs will do), or
- * MAX_SAMPLES.
+ * Run another round?  @r counts the rounds run, from -WARMUP_RUNS, so it
+ * is also the number of timed ones; the first timed round sets *@start.
+ * At least @runs timed rounds, until they span MIN_SPAN_MS (quick runs:
+ * @runs will do), at most MAX_SAMPLES.
  */
-static bool timed_enough(int n, uint64_t start)
+static bool another_round(int r, uint64_t *start)
 {
-	if (n >= MAX_SAMPLES)
+	if (!r)
+		*start = now_ns();
+	if (r < runs)
 		return true;
-	if (n < runs)
+	if (r >= MAX_SAMPLES || quick)
 		return false;
-	return quick || now_ns() - start >= MIN_SPAN_MS * 1000000ULL;
+	return now_ns() - *start < MIN_SPAN_MS * 1000000ULL;
 }
 
 /*
@@ -865,7 +868,7 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 	uint64_t start = 0;
 	long huge_kib = -1;
 	char **pages;
-	int r, n = 0;
+	int r;
 
 	r = prepare(c, m, &lo);
 	if (r)
@@ -879,15 +882,13 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 		return 1;
 	rng_state = 0x9E3779B97F4A7C15ULL ^ c->touched ^ (c->vmas << 20);
 	/* The first rounds also pay for translating code and warming caches. */
-	for (r = -WARMUP_RUNS; !timed_enough(n, start); r++) {
+	for (r = -WARMUP_RUNS; another_round(r, &start); r++) {
 		double write_one, sweep_one;
 		uint64_t t0, t1;
 
 		distinct = pick_pages(&lo, c->touched, c->within, c->repeat,
 				      pages);
 		t0 = now_ns();
-		if (!r)
-			start = t0;
 		for (i = 0; i < c->touched; i++)
 			*(volatile uint64_t *)(pages[i] + 64) = r + 1;
 		t1 = now_ns();
@@ -898,10 +899,9 @@ static int measure(const struct sweep_case *c, const struct mechanism *m)
 			continue;
 		write_ns[r] = write_one;
 		sweep_us[r] = sweep_one;
-		n = r + 1;
 	}
 	free(pages);
-	emit_measurement(c, m, distinct, sweep_us, write_ns, n, huge_kib);
+	emit_measurement(c, m, distinct, sweep_us, write_ns, r, huge_kib);
 	return 0;
 }
 
@@ -1128,7 +1128,7 @@ static int measure_threads(const struct sweep_case *c,
 	pthread_barrier_t go, done;
 	struct writer *w;
 	uint64_t start = 0;
-	int r, n = 0, round = 0;
+	int r, round = 0;
 
 	r = prepare(c, m, &lo);
 	if (r)
@@ -1147,13 +1147,11 @@ static int measure_threads(const struct sweep_case *c,
 	}
 	if (start_clean(c, m, &lo))
 		return 1;
-	for (r = -WARMUP_RUNS; !timed_enough(n, start); r++) {
+	for (r = -WARMUP_RUNS; another_round(r, &start); r++) {
 		uint64_t t0, t1;
 
 		round = r + WARMUP_RUNS + 1;
 		t0 = now_ns();
-		if (!r)
-			start = t0;
 		pthread_barrier_wait(&go);
 		pthread_barrier_wait(&done);
 		t1 = now_ns();
@@ -1163,14 +1161,13 @@ static int measure_threads(const struct sweep_case *c,
 			continue;
 		write_ns[r] = (double)(t1 - t0) / total;
 		sweep_us[r] = sweep_one;
-		n = r + 1;
 	}
 	round = -1;
 	pthread_barrier_wait(&go);
 	for (i = 0; i < lo.nr; i++)
 		pthread_join(w[i].thread, NULL);
 	free(w);
-	emit_measurement(c, m, total, sweep_us, write_ns, n, -1);
+	emit_measurement(c, m, total, sweep_us, write_ns, r, -1);
 	return 0;
 }
 
